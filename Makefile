@@ -1,0 +1,32 @@
+# Two commands a newcomer needs: `make demo` (install, then run the main job on an embedded
+# default) and `make test` (install, then lint, type-check and run every test).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Native thread pools spin badly on small shared machines; one thread each is faster there.
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+
+.PHONY: demo test lint install
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/elasticd demo --out-dir demo-out
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: install lint
+	sh tests/install-servers.sh
+	$(BIN)/pytest
