@@ -165,7 +165,8 @@ class PlannerState:
     """What the planner remembers between ticks; ``plan`` returns a new one each time."""
 
     recommendations: tuple[tuple[float, int], ...] = ()
-    """(time, pre-stabilisation recommendation) inside the stabilisation window, oldest first."""
+    """(time, pre-stabilisation recommendation) inside the stabilisation window, oldest first;
+    a record no higher than a later one is dropped, since it can never be the window's maximum."""
     scale_events: tuple[tuple[float, int], ...] = ()
     """(time, signed change) inside the longest rate-limit period, oldest first."""
 
