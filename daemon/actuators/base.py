@@ -1,0 +1,69 @@
+"""What every actuator offers the loop: read capacity, write a desired size, close.
+
+One module per target kind implements ``Actuator``; the loop and the app see only this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """A target's size as last read.
+
+    ``ready`` is ``None`` when the target cannot say (an EKS node group reports no ready
+    count); ``min_size``/``max_size`` are the target's own bounds, ``None`` when it has none
+    (a Kubernetes scale subresource).
+    """
+
+    desired: int
+    ready: int | None
+    min_size: int | None
+    max_size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleResult:
+    """The outcome of one ``scale`` call.
+
+    ``requested`` is what the caller asked for, ``applied`` that value clamped to the target's
+    own bounds, ``previous`` the desired size read just before; ``written`` is false when
+    ``applied == previous`` and nothing was sent.
+    """
+
+    written: bool
+    previous: int
+    requested: int
+    applied: int
+
+
+@runtime_checkable
+class Actuator(Protocol):
+    """A scalable target. Errors are ``daemon.errors.ActuatorError`` subclasses only."""
+
+    def describe(self) -> str:
+        """A short human name for logs, e.g. ``deployment default/web``."""
+        ...
+
+    async def read(self) -> Capacity:
+        """The current desired size, ready count and bounds."""
+        ...
+
+    async def scale(self, desired: int) -> ScaleResult:
+        """Set the desired size (clamped to the target's bounds); no write if unchanged."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections this actuator opened."""
+        ...
+
+
+def clamp(desired: int, min_size: int | None, max_size: int | None) -> int:
+    """``desired`` within the target's own bounds; an unknown bound does not limit."""
+    if max_size is not None:
+        desired = min(desired, max_size)
+    if min_size is not None:
+        desired = max(desired, min_size)
+    return desired

@@ -1,0 +1,59 @@
+"""Fixtures for actuator tests: the in-repo fake Kubernetes API and a client pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client
+
+from daemon.actuators.kubernetes import kube_api_client
+from daemon.actuators.retry import RetryPolicy
+from tests.support.fake_kube import FakeKube, write_kubeconfig
+
+
+@pytest.fixture
+async def fake_kube() -> AsyncIterator[FakeKube]:
+    fake = FakeKube()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def kube_client(fake_kube: FakeKube, tmp_path: Path) -> AsyncIterator[client.ApiClient]:
+    """A real kubernetes-asyncio client, configured the way the daemon does it: a kubeconfig."""
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake_kube.url)
+    api = await kube_api_client(str(kubeconfig), in_cluster=False)
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+def fast_retry() -> RetryPolicy:
+    """Real backoff arithmetic, tiny delays: a retried test still finishes in milliseconds."""
+    return RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.005)
+
+
+def deployment(name: str, replicas: int, namespace: str = "default") -> dict[str, object]:
+    """A minimal Deployment manifest; the fake fills what the real API server would default."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}},
+    }
+
+
+def statefulset(name: str, replicas: int, namespace: str = "default") -> dict[str, object]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": name,
+            "selector": {"matchLabels": {"app": name}},
+        },
+    }
