@@ -97,10 +97,9 @@ async def test_concurrent_change_gives_conflict_then_succeeds(
 ) -> None:
     # Hold our PATCH at the server while another writer changes the object, so our
     # resourceVersion is stale by the time it is checked: a real race, not an injected 409.
-    fake_kube.inject_fault(WEB_SCALE, None, method="PATCH", delay=0.2)
+    held = fake_kube.inject_fault(WEB_SCALE, None, method="PATCH", delay=0.2)
     task = asyncio.create_task(web.scale(6))
-    while fake_kube.pending_faults(WEB_SCALE):
-        await asyncio.sleep(0.005)
+    await held.wait()
     fake_kube.update("Deployment", "default", "web", {"metadata": {"labels": {"team": "x"}}})
 
     result = await task
@@ -125,7 +124,7 @@ async def test_missing_workload_is_permanent(
         kube_client, "Deployment", "default", "ghost", retry=fast_retry
     )
 
-    with pytest.raises(PermanentActuatorError, match='404 deployments.apps "ghost" not found'):
+    with pytest.raises(PermanentActuatorError, match=r'404 deployments\.apps "ghost" not found'):
         await actuator.read()
     with pytest.raises(PermanentActuatorError):
         await actuator.scale(2)

@@ -36,7 +36,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,8 @@ class _Fault:
     status: int | None
     remaining: int
     delay: float
+    # Set when the fault first fires, so a test can act while a delayed request is held.
+    fired: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class KubeError(Exception):
@@ -246,13 +248,15 @@ class FakeKube:
         count: int = 1,
         method: str | None = None,
         delay: float = 0.0,
-    ) -> None:
+    ) -> asyncio.Event:
         """Make the next ``count`` requests on exactly ``path`` (and ``method``, if given)
         wait ``delay`` seconds and then answer ``status`` (or proceed if ``status`` is None).
+
+        Returns an event set when the fault first fires.
         """
-        self._faults.setdefault(path, []).append(
-            _Fault(method.upper() if method else None, status, count, delay)
-        )
+        fault = _Fault(method.upper() if method else None, status, count, delay)
+        self._faults.setdefault(path, []).append(fault)
+        return fault.fired
 
     def pending_faults(self, path: str) -> int:
         """How many injected faults on ``path`` have not fired yet."""
@@ -448,6 +452,7 @@ class FakeKube:
         for fault in self._faults.get(request.path, []):
             if fault.remaining > 0 and fault.method in (None, request.method):
                 fault.remaining -= 1
+                fault.fired.set()
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
                 if fault.status is not None:
