@@ -28,7 +28,9 @@ def limit_rate(
     """
     if desired > current and scale_up is not None:
         added = _changes_within(scale_events, now, scale_up.period_s, sign=1)
-        units_at_start = max(0, current - added)
+        # Not clamped at 0: after a scale-down in the same period this goes negative, and that
+        # is what keeps the units added in the period, not just the net change, within the limit.
+        units_at_start = current - added
         # Units added outside the planner may already exceed the allowance: then hold, not shrink.
         ceiling = max(current, units_at_start + _allowance(scale_up, units_at_start))
         return min(desired, ceiling)
@@ -78,7 +80,7 @@ def _changes_within(scale_events: ScaleEvents, now: float, period_s: float, sign
 def _allowance(limit: RateLimit, units_at_start: int) -> int:
     """Units this limit lets change in one period, the larger of its parts (HPA ``selectPolicy:
     Max``). A percentage of zero units would freeze a scaled-to-zero target for ever, so it is
-    taken of at least one unit.
+    taken of at least one unit (``units_at_start`` may be below that, even negative).
     """
     allowed = limit.max_units if limit.max_units is not None else 0
     if limit.max_percent is not None:

@@ -84,3 +84,9 @@ def test_record_scale_event_trims_to_the_horizon_and_skips_no_change() -> None:
 def test_longest_period() -> None:
     assert longest_period(None, None) == 0.0
     assert longest_period(UNITS_4, RateLimit(300.0, max_units=1)) == 300.0
+
+
+def test_units_added_not_net_change_are_limited() -> None:
+    # +1 then -1 within the period: the 1-unit allowance is spent, so no new unit until it ends.
+    events = ((NOW - 50.0, 1), (NOW - 10.0, -1))
+    assert limit_rate(5, 0, events, NOW, RateLimit(60.0, max_units=1), None) == 0
