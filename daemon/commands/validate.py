@@ -1,0 +1,41 @@
+"""``elasticd validate FILE...``: check configuration files without starting anything."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from daemon.errors import ConfigError
+from daemon.settings import ConfigFileError, load_settings
+
+if TYPE_CHECKING:
+    from daemon.commands import SubParsers
+
+
+def register(subparsers: SubParsers) -> None:
+    """Add the ``validate`` sub-command."""
+    parser = subparsers.add_parser(
+        "validate",
+        help="check configuration files",
+        description="Load and check each configuration file; exit 1 if any is invalid.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="YAML configuration file")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate every file (not just up to the first bad one) and report each on one line."""
+    failed = False
+    for name in args.files:
+        try:
+            settings = load_settings(name)
+        except ConfigError as error:
+            failed = True
+            # A file error's path already names the file (FILE or FILE:LINE).
+            where = "" if isinstance(error, ConfigFileError) else f"{name}: "
+            print(f"elasticd: {where}{error}", file=sys.stderr)
+            continue
+        count = len(settings.targets)
+        print(f"{name}: ok ({count} target{'' if count == 1 else 's'})")
+    return 1 if failed else 0

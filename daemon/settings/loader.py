@@ -1,0 +1,151 @@
+"""Read a YAML file into ``Settings``, turning every failure into one ``ConfigError`` line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from daemon.errors import ConfigError
+from daemon.settings.base import FIELD_ERROR, unknown_key_reason
+from daemon.settings.root import Settings
+
+
+class ConfigFileError(ConfigError):
+    """The file cannot be read or is not YAML; ``path`` is ``FILE`` or ``FILE:LINE``."""
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read, parse and validate the YAML file at ``path``; raise ``ConfigError`` if it is bad."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigFileError(name, "no such file") from None
+    except UnicodeDecodeError:
+        raise ConfigFileError(name, "not UTF-8 text") from None
+    except OSError as error:
+        raise ConfigFileError(name, error.strerror or str(error)) from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as error:
+        raise _syntax_error(name, error) from None
+    except yaml.YAMLError as error:
+        raise ConfigFileError(name, str(error).replace("\n", " ")) from None
+    return parse_settings({} if data is None else data, name)
+
+
+def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
+    """Validate already-parsed ``data``; ``source`` names where it came from, for messages."""
+    if not isinstance(data, Mapping):
+        raise ConfigFileError(source, f"expected a mapping at the top level, got {_kind(data)}")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        raise _config_error(error.errors()[0], data) from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys, which plain YAML silently resolves to the last."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _syntax_error(name: str, error: yaml.MarkedYAMLError) -> ConfigFileError:
+    mark = error.problem_mark or error.context_mark
+    where = f"{name}:{mark.line + 1}" if mark is not None else name
+    reason = error.problem or error.context or "invalid YAML"
+    if mark is not None:
+        reason += f" (column {mark.column + 1})"
+    return ConfigFileError(where, reason)
+
+
+def _config_error(error: ErrorDetails, data: Any) -> ConfigError:
+    """One pydantic error as ``ConfigError(dotted.path, reason)``."""
+    path = _dotted_path(error["loc"], data, keep_missing=error["type"] == "missing")
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind == FIELD_ERROR:
+        return ConfigError(_join(path, str(ctx["field"])), str(ctx["reason"]))
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        # pydantic quotes the discriminator's name and lists tags as one quoted string.
+        discriminator = str(ctx["discriminator"]).strip("'")
+        if kind == "union_tag_not_found":
+            return ConfigError(_join(path, discriminator), "missing required key")
+        expected = re.findall(r"'([^']*)'", str(ctx["expected_tags"]))
+        reason = unknown_key_reason(str(ctx["tag"]), expected).replace("unknown key", "unknown")
+        return ConfigError(_join(path, discriminator), f"{reason}")
+    if kind == "missing":
+        return ConfigError(path, "missing required key")
+    return ConfigError(path, _reason(error))
+
+
+def _reason(error: ErrorDetails) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    # pydantic says "Input should be ..."; config errors read better as "must be ...".
+    message = re.sub(r"^\w+ should (have )?", lambda m: "must " + (m.group(1) or ""), message)
+    message = message[:1].lower() + message[1:]
+    value = error.get("input")
+    if error["type"] != "value_error" and isinstance(value, str | int | float | bool):
+        message += f" (got {value!r})"
+    return message
+
+
+def _dotted_path(loc: Sequence[int | str], data: Any, *, keep_missing: bool) -> str:
+    """``('targets', 0, 'asg', 'min_units')`` -> ``targets[0].min_units``.
+
+    pydantic puts a union's tag ('asg') and validator names in ``loc``; they are not keys of
+    the YAML, so walk the input alongside and keep only the steps that exist in it (plus a
+    missing key at the end, which by definition does not).
+    """
+    path = ""
+    node = data
+    for index, step in enumerate(loc):
+        if isinstance(node, Mapping) and step in node:
+            path = _join(path, _key(step))
+            node = node[step]
+        elif isinstance(node, list | tuple) and isinstance(step, int) and 0 <= step < len(node):
+            path += f"[{step}]"
+            node = node[step]
+        elif keep_missing and index == len(loc) - 1:
+            path = _join(path, _key(step))
+    return path
+
+
+def _key(step: int | str) -> str:
+    text = str(step)
+    return text if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", text) else f"[{text!r}]"
+
+
+def _join(path: str, suffix: str) -> str:
+    if not suffix:
+        return path
+    if not path or suffix.startswith("["):
+        return path + suffix
+    return f"{path}.{suffix}"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__

@@ -1,0 +1,140 @@
+"""The whole configuration file: daemon-wide settings, sources and targets."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import Field, model_validator
+
+from daemon.settings.base import SettingsModel, field_error
+from daemon.settings.general import (
+    AUDIT_FILE_NAME,
+    DEFAULT_STATE_DIR,
+    AuditConfig,
+    AwsConfig,
+    KubernetesConfig,
+    LeaderElectionConfig,
+    LogFormat,
+    TelemetryConfig,
+    TrainingConfig,
+)
+from daemon.settings.quantities import PositiveDuration
+from daemon.settings.sources import (
+    CloudWatchSourceConfig,
+    PrometheusSourceConfig,
+    SimulatorSourceConfig,
+    SourceConfig,
+)
+from daemon.settings.targets import NAME_PATTERN, NODE_KINDS, TargetConfig
+
+
+class Settings(SettingsModel):
+    """elasticd configuration. Durations take 300, '300s', '5m', '1h' or '7d'."""
+
+    interval: PositiveDuration = Field(
+        default=15.0,
+        description="Seconds between ticks of each target's loop (see target interval).",
+    )
+    state_dir: Path = Field(
+        default=DEFAULT_STATE_DIR,
+        description="Directory for models, decision history and the audit log; relative paths "
+        "are relative to the working directory.",
+    )
+    log_format: LogFormat = Field(
+        default="auto",
+        description="'auto' writes JSON when stderr is not a terminal, text otherwise.",
+    )
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    leader_election: LeaderElectionConfig = Field(default_factory=LeaderElectionConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    aws: AwsConfig = Field(default_factory=AwsConfig)
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=dict, description="Metric sources by name; targets refer to the name."
+    )
+    targets: tuple[TargetConfig, ...] = Field(
+        min_length=1, description="What elasticd sizes; at least one."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _audit_under_state_dir(cls, data: Any) -> Any:
+        # The audit log belongs with the rest of the state unless placed elsewhere on purpose,
+        # so its default follows state_dir rather than staying at the packaged default.
+        if not isinstance(data, Mapping):
+            return data
+        audit = data.get("audit", {})
+        if not isinstance(audit, Mapping) or "path" in audit:
+            return data
+        state_dir = data.get("state_dir", DEFAULT_STATE_DIR)
+        if not isinstance(state_dir, str | Path):
+            return data  # the field's own type error will report it
+        return {**data, "audit": {**audit, "path": Path(state_dir) / AUDIT_FILE_NAME}}
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Self:
+        for name in self.sources:
+            if re.fullmatch(NAME_PATTERN, name) is None:
+                raise field_error(f"sources.{name}", "name must match " + NAME_PATTERN)
+        kinds: dict[str, str] = {}
+        first: dict[str, int] = {}
+        for index, target in enumerate(self.targets):
+            where = f"targets[{index}]"
+            if target.name in first:
+                also = f"also targets[{first[target.name]}]"
+                raise field_error(f"{where}.name", f"duplicate name {target.name!r} ({also})")
+            first[target.name] = index
+            kinds[target.name] = target.kind
+            _check_source(where, target, self.sources)
+        for index, target in enumerate(self.targets):
+            link = getattr(target, "node_group", None)
+            if link is None:
+                continue
+            path = f"targets[{index}].node_group.target"
+            if link.target == target.name:
+                raise field_error(path, "must name another target, not this one")
+            if link.target not in kinds:
+                raise field_error(path, f"unknown target {link.target!r}")
+            if kinds[link.target] not in NODE_KINDS:
+                raise field_error(
+                    path,
+                    f"target {link.target!r} is a {kinds[link.target]}; "
+                    "expected an eks-nodegroup or asg target",
+                )
+        return self
+
+    def target(self, name: str) -> TargetConfig:
+        """The target called ``name``; ``KeyError`` if there is none."""
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise KeyError(name)
+
+
+def _check_source(where: str, target: TargetConfig, sources: Mapping[str, SourceConfig]) -> None:
+    """The target's source exists and the query is the form that source understands."""
+    source = sources.get(target.source)
+    if source is None:
+        defined = ", ".join(sorted(sources)) or "none defined"
+        raise field_error(f"{where}.source", f"unknown source {target.source!r} ({defined})")
+    if isinstance(source, PrometheusSourceConfig) and not isinstance(target.query, str):
+        raise field_error(
+            f"{where}.query", f"a PromQL string is required for source {target.source!r}"
+        )
+    if isinstance(source, CloudWatchSourceConfig) and (
+        target.query is None or isinstance(target.query, str)
+    ):
+        raise field_error(
+            f"{where}.query",
+            f"a CloudWatch query mapping is required for source {target.source!r}",
+        )
+    if isinstance(source, SimulatorSourceConfig) and target.query is not None:
+        raise field_error(
+            f"{where}.query", f"must be omitted: simulator source {target.source!r} has one series"
+        )
+    if target.kind == "simulator" and not isinstance(source, SimulatorSourceConfig):
+        raise field_error(f"{where}.source", "a simulator target needs a simulator source")
