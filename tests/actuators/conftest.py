@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import aioboto3
 import pytest
+from botocore.config import Config
 from kubernetes_asyncio import client
 
 from daemon.actuators.kubernetes import kube_api_client
@@ -57,3 +61,27 @@ def statefulset(name: str, replicas: int, namespace: str = "default") -> dict[st
             "selector": {"matchLabels": {"app": name}},
         },
     }
+
+
+@pytest.fixture
+def aws_config() -> Config:
+    """One botocore attempt per call: a failure shows at once instead of after backoff."""
+    return Config(retries={"total_max_attempts": 1, "mode": "standard"})
+
+
+@dataclass
+class CallLog:
+    """AWS operations a session's clients actually sent, seen through botocore's own events."""
+
+    operations: list[str] = field(default_factory=list)
+
+    def record(self, model: Any, **_: Any) -> None:
+        self.operations.append(model.name)
+
+
+@pytest.fixture
+def aws_session() -> tuple[aioboto3.Session, CallLog]:
+    session = aioboto3.Session(region_name="us-east-1")
+    calls = CallLog()
+    session.events.register("before-call", calls.record)
+    return session, calls

@@ -1,0 +1,102 @@
+"""Scale an EC2 Auto Scaling group through SetDesiredCapacity."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+
+from daemon.actuators.aws import AwsClient
+from daemon.actuators.base import Capacity, ScaleResult, clamp
+from daemon.actuators.retry import RetryPolicy
+from daemon.errors import PermanentActuatorError
+
+log = logging.getLogger(__name__)
+
+
+class AutoScalingGroupActuator:
+    """Reads and writes the desired capacity of one Auto Scaling group.
+
+    Requests are clamped to the group's own MinSize/MaxSize read just before (AWS refuses an
+    out-of-range value, moto accepts it). ``ready`` counts InService, Healthy instances.
+    """
+
+    def __init__(
+        self,
+        group_name: str,
+        *,
+        region: str,
+        endpoint_url: str | None = None,
+        session: aioboto3.Session | None = None,
+        client_config: Config | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.group_name = group_name
+        self._autoscaling = AwsClient(
+            "autoscaling",
+            region=region,
+            endpoint_url=endpoint_url,
+            session=session,
+            client_config=client_config,
+            retry=retry,
+        )
+
+    def describe(self) -> str:
+        return f"auto scaling group {self.group_name}"
+
+    async def read(self) -> Capacity:
+        group = await self._group()
+        ready = sum(
+            1
+            for instance in group.get("Instances", [])
+            if instance.get("LifecycleState") == "InService"
+            and instance.get("HealthStatus") == "Healthy"
+        )
+        return Capacity(
+            desired=int(group["DesiredCapacity"]),
+            ready=ready,
+            min_size=int(group["MinSize"]),
+            max_size=int(group["MaxSize"]),
+        )
+
+    async def scale(self, desired: int) -> ScaleResult:
+        current = await self.read()
+        applied = clamp(desired, current.min_size, current.max_size)
+        if applied != desired:
+            log.info(
+                "%s: %d clamped to %d (bounds %s..%s)",
+                self.describe(),
+                desired,
+                applied,
+                current.min_size,
+                current.max_size,
+            )
+        if applied == current.desired:
+            return ScaleResult(False, current.desired, desired, applied)
+        # HonorCooldown=False: the daemon applies its own stabilisation; the group's cooldown
+        # would silently drop a forecast-driven scale-up made shortly after another change.
+        await self._autoscaling.call(
+            "set_desired_capacity",
+            f"set capacity of {self.describe()}",
+            AutoScalingGroupName=self.group_name,
+            DesiredCapacity=applied,
+            HonorCooldown=False,
+        )
+        return ScaleResult(True, current.desired, desired, applied)
+
+    async def close(self) -> None:
+        await self._autoscaling.close()
+
+    async def _group(self) -> dict[str, Any]:
+        answer = await self._autoscaling.call(
+            "describe_auto_scaling_groups",
+            f"describe {self.describe()}",
+            AutoScalingGroupNames=[self.group_name],
+        )
+        groups: list[dict[str, Any]] = answer.get("AutoScalingGroups", [])
+        # AWS answers an unknown name with an empty list, not an error.
+        if not groups:
+            raise PermanentActuatorError(f"{self.describe()} not found")
+        return groups[0]

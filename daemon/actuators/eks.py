@@ -1,0 +1,95 @@
+"""Scale an EKS managed node group through its ``scalingConfig.desiredSize``."""
+
+from __future__ import annotations
+
+import logging
+
+import aioboto3
+from botocore.config import Config
+
+from daemon.actuators.aws import AwsClient
+from daemon.actuators.base import Capacity, ScaleResult, clamp
+from daemon.actuators.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+class EksNodegroupActuator:
+    """Reads and writes the desired size of one EKS managed node group.
+
+    The node group's own min/max are read on every scale and the request is clamped to them:
+    EKS would refuse an out-of-range size, and moto would silently accept it. ``ready`` is
+    ``None``: DescribeNodegroup does not report how many nodes are ready.
+    """
+
+    def __init__(
+        self,
+        cluster: str,
+        nodegroup: str,
+        *,
+        region: str,
+        endpoint_url: str | None = None,
+        session: aioboto3.Session | None = None,
+        client_config: Config | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.nodegroup = nodegroup
+        self._eks = AwsClient(
+            "eks",
+            region=region,
+            endpoint_url=endpoint_url,
+            session=session,
+            client_config=client_config,
+            retry=retry,
+        )
+
+    def describe(self) -> str:
+        return f"eks nodegroup {self.cluster}/{self.nodegroup}"
+
+    async def read(self) -> Capacity:
+        answer = await self._eks.call(
+            "describe_nodegroup",
+            f"describe {self.describe()}",
+            clusterName=self.cluster,
+            nodegroupName=self.nodegroup,
+        )
+        scaling = answer["nodegroup"].get("scalingConfig", {})
+        return Capacity(
+            desired=int(scaling.get("desiredSize", 0)),
+            ready=None,
+            min_size=_optional_int(scaling.get("minSize")),
+            max_size=_optional_int(scaling.get("maxSize")),
+        )
+
+    async def scale(self, desired: int) -> ScaleResult:
+        current = await self.read()
+        applied = clamp(desired, current.min_size, current.max_size)
+        if applied != desired:
+            log.info(
+                "%s: %d clamped to %d (bounds %s..%s)",
+                self.describe(),
+                desired,
+                applied,
+                current.min_size,
+                current.max_size,
+            )
+        if applied == current.desired:
+            return ScaleResult(False, current.desired, desired, applied)
+        # Only desiredSize is sent: resending the min/max we read could undo a change someone
+        # made to them since, and EKS keeps the fields a partial scalingConfig leaves out.
+        await self._eks.call(
+            "update_nodegroup_config",
+            f"update {self.describe()}",
+            clusterName=self.cluster,
+            nodegroupName=self.nodegroup,
+            scalingConfig={"desiredSize": applied},
+        )
+        return ScaleResult(True, current.desired, desired, applied)
+
+    async def close(self) -> None:
+        await self._eks.close()
+
+
+def _optional_int(value: object) -> int | None:
+    return int(value) if isinstance(value, int | str) else None
