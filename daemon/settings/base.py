@@ -42,7 +42,12 @@ class SettingsModel(BaseModel):
 
 def unknown_key_reason(key: str, known: list[str]) -> str:
     """``unknown key; did you mean 'x'?`` or, with no close match, the list of valid keys."""
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return "unknown key; " + suggest(key, known)
+
+
+def suggest(word: str, known: list[str]) -> str:
+    """``did you mean 'x'?`` for the closest of ``known``, else the list of them."""
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
     if close:
-        return f"unknown key; did you mean {close[0]!r}?"
-    return "unknown key; expected one of " + ", ".join(sorted(known))
+        return f"did you mean {close[0]!r}?"
+    return "expected one of " + ", ".join(repr(name) for name in sorted(known))

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from daemon.errors import ConfigError
-from daemon.settings.base import FIELD_ERROR, unknown_key_reason
+from daemon.settings.base import FIELD_ERROR, suggest
 from daemon.settings.root import Settings
 
 
@@ -91,17 +91,33 @@ def _config_error(error: ErrorDetails, data: Any) -> ConfigError:
         if kind == "union_tag_not_found":
             return ConfigError(_join(path, discriminator), "missing required key")
         expected = re.findall(r"'([^']*)'", str(ctx["expected_tags"]))
-        reason = unknown_key_reason(str(ctx["tag"]), expected).replace("unknown key", "unknown")
-        return ConfigError(_join(path, discriminator), f"{reason}")
+        tag = str(ctx["tag"])
+        reason = f"unknown {discriminator} {tag!r}; {suggest(tag, expected)}"
+        return ConfigError(_join(path, discriminator), reason)
     if kind == "missing":
         return ConfigError(path, "missing required key")
     return ConfigError(path, _reason(error))
 
 
+# pydantic's wording -> the shorter wording of a config error ("must be >= 0 (got -1)").
+_REWORDS = (
+    (r"^Value error, ", ""),
+    (r"^\w+ should ", "must "),
+    (r"greater than or equal to ", ">= "),
+    (r"less than or equal to ", "<= "),
+    (r"greater than ", "> "),
+    (r"less than ", "< "),
+    (r"a valid tuple", "a list"),
+    (r" after validation", ""),
+    # "must be a valid integer, unable to parse string as an integer": the tail adds nothing.
+    (r"^(must be a valid \w+), unable to .*$", r"\1"),
+)
+
+
 def _reason(error: ErrorDetails) -> str:
-    message = error["msg"].removeprefix("Value error, ")
-    # pydantic says "Input should be ..."; config errors read better as "must be ...".
-    message = re.sub(r"^\w+ should (have )?", lambda m: "must " + (m.group(1) or ""), message)
+    message = error["msg"]
+    for pattern, replacement in _REWORDS:
+        message = re.sub(pattern, replacement, message)
     message = message[:1].lower() + message[1:]
     value = error.get("input")
     if error["type"] != "value_error" and isinstance(value, str | int | float | bool):

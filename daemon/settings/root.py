@@ -9,7 +9,7 @@ from typing import Any, Self
 
 from pydantic import Field, model_validator
 
-from daemon.settings.base import SettingsModel, field_error
+from daemon.settings.base import SettingsModel, field_error, suggest
 from daemon.settings.general import (
     AUDIT_FILE_NAME,
     DEFAULT_STATE_DIR,
@@ -98,7 +98,8 @@ class Settings(SettingsModel):
             if link.target == target.name:
                 raise field_error(path, "must name another target, not this one")
             if link.target not in kinds:
-                raise field_error(path, f"unknown target {link.target!r}")
+                hint = suggest(link.target, list(kinds))
+                raise field_error(path, f"unknown target {link.target!r}; {hint}")
             if kinds[link.target] not in NODE_KINDS:
                 raise field_error(
                     path,
@@ -119,8 +120,8 @@ def _check_source(where: str, target: TargetConfig, sources: Mapping[str, Source
     """The target's source exists and the query is the form that source understands."""
     source = sources.get(target.source)
     if source is None:
-        defined = ", ".join(sorted(sources)) or "none defined"
-        raise field_error(f"{where}.source", f"unknown source {target.source!r} ({defined})")
+        hint = suggest(target.source, list(sources)) if sources else "no sources are defined"
+        raise field_error(f"{where}.source", f"unknown source {target.source!r}; {hint}")
     if isinstance(source, PrometheusSourceConfig) and not isinstance(target.query, str):
         raise field_error(
             f"{where}.query", f"a PromQL string is required for source {target.source!r}"

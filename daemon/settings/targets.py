@@ -147,7 +147,8 @@ class _TargetBase(SettingsModel):
             raise field_error("max_units", f"must be >= min_units ({self.min_units})")
         if self.act_via not in self._act_via:
             allowed = ", ".join(sorted(self._act_via))
-            raise field_error("act_via", f"not available for this kind; use one of {allowed}")
+            kind = getattr(self, "kind", "this kind")  # each subclass defines its own Literal
+            raise field_error("act_via", f"not available for {kind}; use one of {allowed}")
         # Window names appear in decision reasons, so two with one name would be ambiguous.
         _unique_names("schedules", [window.name for window in self.schedules])
         _unique_names("overrides", [window.name for window in self.overrides])
