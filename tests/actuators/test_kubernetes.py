@@ -60,6 +60,7 @@ async def test_scale_deployment_writes_merge_patch_with_resource_version(
     assert int(stored["metadata"]["resourceVersion"]) > int(version)
     [write] = fake_kube.writes
     assert (write.verb, write.path, write.status) == ("PATCH", WEB_SCALE, 200)
+    assert write.content_type == "application/merge-patch+json"
     assert write.body == {"metadata": {"resourceVersion": version}, "spec": {"replicas": 7}}
 
 

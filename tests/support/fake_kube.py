@@ -103,6 +103,7 @@ class WriteRecord:
     path: str
     body: Any
     status: int
+    content_type: str = ""
 
 
 @dataclass
@@ -443,8 +444,9 @@ class FakeKube:
             code, payload = error.code, status_body(error.code, error.message, error.reason)
         finally:
             if request.method in WRITE_VERBS:
+                content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
                 self.writes.append(
-                    WriteRecord(time.time(), request.method, request.path, body, code)
+                    WriteRecord(time.time(), request.method, request.path, body, code, content_type)
                 )
         return web.json_response(payload, status=code)
 
