@@ -260,10 +260,10 @@ async def test_non_json_answers(fault_server: Callable[[Handler], Awaitable[str]
 
 async def test_timeout_is_transient(fault_server: Callable[[Handler], Awaitable[str]]) -> None:
     async def slow(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(2)
+        await asyncio.sleep(0.6)
         return web.json_response({})
 
-    src = PrometheusSource(await fault_server(slow), timeout_s=0.2)
+    src = PrometheusSource(await fault_server(slow), timeout_s=0.1)
     try:
         with pytest.raises(TransientSourceError, match="timed out"):
             await src.latest(q("x"), 0.0)
