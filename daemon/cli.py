@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from daemon import __version__
+
+# Each module adds its sub-commands with ``register(subparsers)``.
+COMMAND_MODULES = ("daemon.backtest.command",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predictive autoscaling: capacity in place before demand arrives.",
     )
     parser.add_argument("--version", action="version", version=f"elasticd {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

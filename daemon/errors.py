@@ -7,6 +7,25 @@ trying, and never mistake one for the other.
 
 from __future__ import annotations
 
+# Forecasting errors live in ``models`` (which never imports ``daemon``); re-exported here so
+# callers find every error in one place.
+from models.errors import ArtifactMismatchError, ModelError
+
+__all__ = [
+    "ActuatorError",
+    "ArtifactMismatchError",
+    "ConfigError",
+    "ConflictError",
+    "ElasticdError",
+    "InputError",
+    "ModelError",
+    "PermanentActuatorError",
+    "PermanentSourceError",
+    "SourceError",
+    "TransientActuatorError",
+    "TransientSourceError",
+]
+
 
 class ElasticdError(Exception):
     """Base of every error elasticd raises on purpose."""
@@ -51,11 +70,3 @@ class ConflictError(TransientActuatorError):
 
 class PermanentActuatorError(ActuatorError):
     """A write or read failed in a way a retry will not fix (404, 403, 422)."""
-
-
-class ModelError(ElasticdError):
-    """A model cannot be trained, loaded or used."""
-
-
-class ArtifactMismatchError(ModelError):
-    """A saved model was made by other library versions or features than this process uses."""

@@ -1,0 +1,203 @@
+"""Score the plan and the baselines under ``shared/SCORING.md`` and assemble the report."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.backtest.baselines import (
+    BaselinePoint,
+    at_equal_cost,
+    at_equal_shortfall,
+    sweep,
+)
+from daemon.backtest.replay import (
+    Score,
+    lead_steps,
+    oracle_decisions,
+    replay_decisions,
+    score,
+    scored_mask,
+)
+from daemon.backtest.trace import Trace
+from daemon.backtest.walkforward import PlanConfig, PlanReplay, replay_plan
+from daemon.core.durations import format_duration
+from daemon.errors import InputError
+
+BASELINES = {"hpa": "hpa", "ec2_predictive": "predictive"}
+
+
+@dataclass(frozen=True, slots=True)
+class Backtest:
+    trace: Trace
+    config: PlanConfig
+    plan: PlanReplay
+    plan_score: Score
+    oracle_billed: float
+    baselines: dict[str, list[BaselinePoint]]
+
+    @property
+    def cost_ratio(self) -> float:
+        return self.plan_score.cost_ratio(self.oracle_billed)
+
+
+def check_inputs(trace: Trace, config: PlanConfig) -> None:
+    """Refuse parameters that cannot give a meaningful replay, with a one-line reason."""
+    span = float(trace.times[-1] - trace.times[0])
+    if not (config.unit_capacity > 0 and math.isfinite(config.unit_capacity)):
+        raise InputError(f"--unit-capacity must be a positive number, got {config.unit_capacity}")
+    if config.lead_s <= 0:
+        raise InputError("--lead-time must be longer than zero")
+    if not 0 < config.shortfall_target < 0.5:
+        raise InputError(f"--shortfall-target must be in (0, 0.5), got {config.shortfall_target}")
+    if config.warmup_s >= span:
+        raise InputError(
+            f"the warm-up ({format_duration(config.warmup_s)}) is not shorter than the trace "
+            f"({format_duration(span)})"
+        )
+    if not scored_mask(trace.times, trace.values, config.warmup_s).any():
+        raise InputError("no observation after the warm-up: nothing to score")
+
+
+def run_backtest(trace: Trace, config: PlanConfig, *, progress: bool | None = None) -> Backtest:
+    check_inputs(trace, config)
+    scored = scored_mask(trace.times, trace.values, config.warmup_s)
+    k = lead_steps(config.lead_s, trace.step_s)
+    oracle = replay_decisions(
+        trace.times, config.lead_s, oracle_decisions(trace.values, config.unit_capacity, k).tolist()
+    )
+    oracle_billed = score(
+        trace.values, oracle.ready, oracle.billed, scored, config.unit_capacity
+    ).billed_units
+    plan = replay_plan(trace, config, progress=progress)
+    plan_score = score(trace.values, plan.log.ready, plan.log.billed, scored, config.unit_capacity)
+    baselines = {
+        name: sweep(trace, config.unit_capacity, config.lead_s, scored, oracle_billed, kind)
+        for name, kind in BASELINES.items()
+    }
+    return Backtest(trace, config, plan, plan_score, oracle_billed, baselines)
+
+
+def _ratio(numerator: float, denominator: float | None) -> float | None:
+    if denominator is None:
+        return None
+    if denominator == 0:
+        return 0.0 if numerator == 0 else None
+    return numerator / denominator
+
+
+def baseline_report(points: list[BaselinePoint], plan_cost: float, plan_short: float) -> Any:
+    short_at_cost = at_equal_cost(points, plan_cost)
+    cost_at_short = at_equal_shortfall(points, plan_short)
+    return {
+        "at_equal_cost": {
+            "cost_ratio": plan_cost,
+            "baseline_short_fraction": short_at_cost,
+            # < 1: the plan is short on fewer steps than the baseline for the same money.
+            "plan_short_over_baseline": _ratio(plan_short, short_at_cost),
+        },
+        "at_equal_shortfall": {
+            "short_fraction": plan_short,
+            "baseline_cost_ratio": cost_at_short,
+            # > 0: the share of the baseline's cost the plan saves for the same shortfall.
+            "plan_saving": None if cost_at_short is None else 1.0 - plan_cost / cost_at_short,
+        },
+        "sweep": [
+            {
+                "utilisation": p.utilisation,
+                "cost_ratio": p.cost_ratio,
+                "short_fraction": p.score.short_fraction,
+                "unserved_fraction": p.score.unserved_fraction,
+            }
+            for p in points
+        ],
+    }
+
+
+def build_report(result: Backtest, trace_name: str) -> dict[str, Any]:
+    config, plan, plan_score = result.config, result.plan, result.plan_score
+    scored = scored_mask(result.trace.times, result.trace.values, config.warmup_s)
+    reasons = Counter(r for r, s in zip(plan.reasons, scored.tolist(), strict=True) if s)
+    return {
+        "trace": trace_name,
+        "steps": len(result.trace),
+        "step_s": result.trace.step_s,
+        "scored_steps": plan_score.scored_steps,
+        "parameters": {
+            "unit_capacity": config.unit_capacity,
+            "lead_time_s": config.lead_s,
+            "warmup_s": config.warmup_s,
+            "shortfall_target": config.shortfall_target,
+            "retrain_every_s": config.retrain_every_s,
+            "reactive_utilisation": config.reactive_utilisation,
+            "scale_down_stabilisation_s": config.scale_down_stabilisation_s,
+        },
+        "cost_ratio": result.cost_ratio,
+        "short_fraction": plan_score.short_fraction,
+        "unserved_fraction": plan_score.unserved_fraction,
+        "plan": {
+            "billed_units": plan_score.billed_units,
+            "replay_seconds": plan.seconds,
+            "training_seconds": plan.training_seconds,
+            "fits": len(plan.fits),
+            "last_fit": plan.fits[-1].reason if plan.fits else None,
+            "reasons": dict(sorted(reasons.items())),
+        },
+        "oracle": {"billed_units": result.oracle_billed},
+        "baselines": {
+            name: baseline_report(points, result.cost_ratio, plan_score.short_fraction)
+            for name, points in result.baselines.items()
+        },
+    }
+
+
+def write_decisions(result: Backtest, path: Path) -> None:
+    """``timestamp,desired`` per grid step from the first decision on, plus explanations."""
+    plan = result.plan
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["timestamp", "desired", "forecast", "ready", "reason"])
+        forecasts = plan.forecast.tolist()
+        for i, label in enumerate(result.trace.labels):
+            forecast = forecasts[i]
+            writer.writerow(
+                [
+                    label,
+                    int(plan.log.desired[i]),
+                    "" if not np.isfinite(forecast) else f"{forecast:.6g}",
+                    int(plan.log.ready[i]),
+                    plan.reasons[i],
+                ]
+            )
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """A few lines a person reads on the terminal."""
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.2f}%"
+
+    lines = [
+        f"trace {report['trace']}: {report['steps']} steps of {report['step_s']:g}s, "
+        f"{report['scored_steps']} scored",
+        f"plan: cost_ratio {report['cost_ratio']:.3f}  short {pct(report['short_fraction'])}  "
+        f"unserved {pct(report['unserved_fraction'])}  "
+        f"({report['plan']['replay_seconds']:.1f}s, {report['plan']['fits']} fits)",
+    ]
+    for name, base in report["baselines"].items():
+        equal_cost = base["at_equal_cost"]
+        equal_short = base["at_equal_shortfall"]
+        ratio = equal_cost["plan_short_over_baseline"]
+        lines.append(
+            f"{name}: at equal cost short {pct(equal_cost['baseline_short_fraction'])} "
+            f"(plan/baseline {'n/a' if ratio is None else f'{ratio:.2f}'}); "
+            f"at equal shortfall cost {equal_short['baseline_cost_ratio'] or float('nan'):.3f} "
+            f"(plan saves {pct(equal_short['plan_saving'])})"
+        )
+    return lines

@@ -1,0 +1,214 @@
+"""Causal features for forecasting the peak demand over the next lead time.
+
+Every feature of row ``i`` uses only observations at or before step ``i``, so one matrix built
+over a whole trace serves a walk-forward replay without leaking the future, and the daemon
+takes the last row of the same matrix built over its recent history.
+
+Demand is compared in ``log1p(demand / scale)`` space (``scale`` is the unit capacity): linear
+for demand far below one unit, logarithmic above it, so daily swings that multiply the level
+look alike at any size. Each feature is expressed relative to the *anchor*, the recent level,
+so a level shift moves the anchor and the model's answer moves with it instead of staying at
+levels seen in training (trees do not extrapolate).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.ndimage import maximum_filter1d
+
+FloatArray = NDArray[np.float64]
+
+SECONDS_PER_DAY = 86_400.0
+SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "anchor",
+    "last_rel",
+    "max_lead_rel",
+    "max_4lead_rel",
+    "max_16lead_rel",
+    "mean_4lead_rel",
+    "mean_day_rel",
+    "max_day_rel",
+    "volatility",
+    "slope",
+    "yesterday_peak_rel",
+    "yesterday_shape",
+    "last_week_peak_rel",
+    "last_week_shape",
+    "time_of_day_sin",
+    "time_of_day_cos",
+    "day_of_week",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """What the features are computed for.
+
+    ``step_s`` is the grid step; ``lead_steps`` the number of steps the forecast must cover
+    (the lead time divided by the step, rounded up); ``scale`` the demand of one unit.
+    """
+
+    step_s: float
+    lead_steps: int
+    scale: float
+
+    def __post_init__(self) -> None:
+        if not (self.step_s > 0 and math.isfinite(self.step_s)):
+            raise ValueError(f"step_s must be > 0, got {self.step_s}")
+        if self.lead_steps < 1:
+            raise ValueError(f"lead_steps must be >= 1, got {self.lead_steps}")
+        if not (self.scale > 0 and math.isfinite(self.scale)):
+            raise ValueError(f"scale must be > 0, got {self.scale}")
+
+    @property
+    def day_steps(self) -> int:
+        return max(1, round(SECONDS_PER_DAY / self.step_s))
+
+    @property
+    def week_steps(self) -> int:
+        return max(1, round(SECONDS_PER_WEEK / self.step_s))
+
+    @property
+    def anchor_steps(self) -> int:
+        # Half the lead, at least two steps: long enough to smooth one noisy sample, short
+        # enough to follow a rise that is under way.
+        return max(2, self.lead_steps // 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """A feature matrix (rows = grid steps) and the anchor each row's forecast is relative to."""
+
+    matrix: FloatArray
+    anchor: FloatArray
+
+
+def to_log(values: FloatArray, scale: float) -> FloatArray:
+    """Demand to ``log1p(demand / scale)``; negatives count as zero, NaN stays NaN."""
+    return np.log1p(np.maximum(values, 0.0) / scale)
+
+
+def from_log(z: FloatArray, scale: float) -> FloatArray:
+    """Inverse of :func:`to_log`."""
+    return scale * np.expm1(z)
+
+
+def trailing_mean(values: FloatArray, window: int) -> FloatArray:
+    """Mean of the observed values in ``[i - window + 1, i]``; NaN where none is observed."""
+    observed = np.isfinite(values)
+    sums = np.concatenate(([0.0], np.cumsum(np.where(observed, values, 0.0))))
+    counts = np.concatenate(([0], np.cumsum(observed)))
+    upper = np.arange(1, values.size + 1)
+    lower = np.maximum(upper - window, 0)
+    n = counts[upper] - counts[lower]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result: FloatArray = (sums[upper] - sums[lower]) / n
+    result[n == 0] = np.nan
+    return result
+
+
+def trailing_max(values: FloatArray, window: int) -> FloatArray:
+    """Max of the observed values in ``[i - window + 1, i]``; NaN where none is observed."""
+    if values.size == 0:
+        return values.copy()
+    filled = np.where(np.isfinite(values), values, -np.inf)
+    # origin shifts scipy's centred window so that it ends at i (checked in the tests).
+    result = maximum_filter1d(filled, size=window, origin=(window - 1) // 2, mode="nearest")
+    result[~np.isfinite(result)] = np.nan
+    return np.asarray(result, dtype=np.float64)
+
+
+def shifted(values: FloatArray, lag: int) -> FloatArray:
+    """``values[i - lag]`` (NaN before the start); ``lag`` may be negative only in targets."""
+    result = np.full(values.size, np.nan)
+    if lag >= 0:
+        if lag < values.size:
+            result[lag:] = values[: values.size - lag]
+    elif -lag < values.size:
+        result[:lag] = values[-lag:]
+    return result
+
+
+def anchor_levels(log_values: FloatArray, spec: FeatureSpec) -> FloatArray:
+    """The recent level each forecast is relative to, falling back to longer windows in gaps."""
+    anchor = trailing_mean(log_values, spec.anchor_steps)
+    for window in (4 * spec.lead_steps, spec.day_steps):
+        gaps = ~np.isfinite(anchor)
+        if not gaps.any():
+            break
+        anchor[gaps] = trailing_mean(log_values, window)[gaps]
+    return anchor
+
+
+def seasonal_peak(max_lead: FloatArray, period: int, lead_steps: int) -> FloatArray:
+    """The peak over ``i+1-period .. i+k-period``: all NaN when that window is not yet past."""
+    lag = period - lead_steps
+    if lag < 1:
+        # A lead time of a period or more would reach into the future: no such feature.
+        return np.full(max_lead.size, np.nan)
+    return shifted(max_lead, lag)
+
+
+def build_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) -> Features:
+    """Features for every step of a regular grid (``times`` epoch seconds, NaN = missing)."""
+    k = spec.lead_steps
+    z = to_log(values, spec.scale)
+    anchor = anchor_levels(z, spec)
+    day, week = spec.day_steps, spec.week_steps
+    max_lead = trailing_max(z, k)
+    level = trailing_mean(z, spec.anchor_steps)
+    steps = np.abs(np.diff(z, prepend=np.nan))
+
+    # The window the forecast covers, one day and one week ago: ends k steps after i - P.
+    yesterday_peak = seasonal_peak(max_lead, day, k)
+    last_week_peak = seasonal_peak(max_lead, week, k)
+    yesterday_level = shifted(level, day)
+    last_week_level = shifted(level, week)
+
+    seconds_of_day = np.mod(times, SECONDS_PER_DAY)
+    angle = 2.0 * np.pi * seconds_of_day / SECONDS_PER_DAY
+    # 1970-01-01 was a Thursday: shift so Monday is 0.
+    day_of_week = np.mod(np.floor(times / SECONDS_PER_DAY) + 3.0, 7.0)
+
+    columns = (
+        anchor,
+        z - anchor,
+        max_lead - anchor,
+        trailing_max(z, 4 * k) - anchor,
+        trailing_max(z, 16 * k) - anchor,
+        trailing_mean(z, 4 * k) - anchor,
+        trailing_mean(z, day) - anchor,
+        trailing_max(z, day) - anchor,
+        trailing_mean(steps, 4 * k),
+        anchor - shifted(anchor, 4 * k),
+        yesterday_peak - anchor,
+        yesterday_peak - yesterday_level,
+        last_week_peak - anchor,
+        last_week_peak - last_week_level,
+        np.sin(angle),
+        np.cos(angle),
+        day_of_week,
+    )
+    matrix = np.column_stack(columns).astype(np.float64)
+    return Features(matrix=matrix, anchor=anchor)
+
+
+def peak_target(values: FloatArray, spec: FeatureSpec, anchor: FloatArray) -> FloatArray:
+    """What row ``i`` must forecast: the peak over steps ``i+1 .. i+k``, relative to its anchor.
+
+    NaN where the window has no observation or runs past the end: such rows are not trained on.
+    """
+    z = to_log(values, spec.scale)
+    future_peak = shifted(trailing_max(z, spec.lead_steps), -spec.lead_steps)
+    return future_peak - anchor
+
+
+def future_peak(values: FloatArray, lead_steps: int) -> FloatArray:
+    """The observed peak demand over steps ``i+1 .. i+k`` (NaN where none is observed)."""
+    return shifted(trailing_max(values, lead_steps), -lead_steps)
