@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from daemon.errors import PermanentSourceError, TransientSourceError
-from daemon.sources.base import Series
+from daemon.sources.base import MetricSource, Series
+from daemon.sources.cloudwatch import CloudWatchSource, CloudWatchSpec
+from daemon.sources.prometheus import PrometheusSource
 from daemon.sources.retry import Backoff, retry_transient
 
 
@@ -88,3 +90,11 @@ async def test_retry_transient_gives_up_and_never_retries_permanent() -> None:
             lambda: always(PermanentSourceError("x")), Backoff(attempts=5), what="t", sleep=sleep
         )
     assert calls == ["PermanentSourceError"]
+
+
+def test_both_sources_satisfy_the_protocol() -> None:
+    # Checked by mypy (strict) as much as at run time: a signature drift fails type checking.
+    prometheus: MetricSource[str] = PrometheusSource("http://127.0.0.1:9")
+    cloudwatch: MetricSource[CloudWatchSpec] = CloudWatchSource("us-east-1")
+    assert callable(prometheus.history)
+    assert callable(cloudwatch.latest)
