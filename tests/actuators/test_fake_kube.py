@@ -24,7 +24,7 @@ async def api_error(call: Awaitable[Any]) -> tuple[int, dict[str, Any]]:
     """The HTTP status and the decoded Status body of a call expected to fail."""
     with pytest.raises(ApiException) as caught:
         await call
-    return int(caught.value.status), json.loads(caught.value.body)
+    return int(caught.value.status), json.loads(caught.value.body or b"null")
 
 
 def is_status(body: dict[str, Any], code: int, reason: str) -> bool:
@@ -38,14 +38,14 @@ def is_status(body: dict[str, Any], code: int, reason: str) -> bool:
     )
 
 
+# The generated client's annotations leave out the options it accepts (``_content_type``,
+# dict bodies), so API objects are typed Any in these tests.
 @pytest.fixture
-def apps(kube_client: client.ApiClient) -> client.AppsV1Api:
+def apps(kube_client: client.ApiClient) -> Any:
     return client.AppsV1Api(kube_client)
 
 
-async def test_create_get_and_list_whole_workloads(
-    apps: client.AppsV1Api, fake_kube: FakeKube
-) -> None:
+async def test_create_get_and_list_whole_workloads(apps: Any, fake_kube: FakeKube) -> None:
     await apps.create_namespaced_deployment("default", deployment("web", 2))
     await apps.create_namespaced_stateful_set("default", statefulset("db", 1))
 
@@ -65,7 +65,7 @@ async def test_create_get_and_list_whole_workloads(
     assert status == 409 and is_status(body, 409, "AlreadyExists")
 
 
-async def test_scale_subresource_get_patch_put(apps: client.AppsV1Api, fake_kube: FakeKube) -> None:
+async def test_scale_subresource_get_patch_put(apps: Any, fake_kube: FakeKube) -> None:
     fake_kube.seed(deployment("web", 2))
     scale = await apps.read_namespaced_deployment_scale("web", "default")
     assert (scale.spec.replicas, scale.status.replicas, scale.status.selector) == (2, 2, "app=web")
@@ -93,9 +93,7 @@ async def test_scale_subresource_get_patch_put(apps: client.AppsV1Api, fake_kube
     ]
 
 
-async def test_unchanged_write_keeps_the_resource_version(
-    apps: client.AppsV1Api, fake_kube: FakeKube
-) -> None:
+async def test_unchanged_write_keeps_the_resource_version(apps: Any, fake_kube: FakeKube) -> None:
     fake_kube.seed(deployment("web", 2))
     before = await apps.read_namespaced_deployment_scale("web", "default")
     after = await apps.patch_namespaced_deployment_scale(
@@ -104,9 +102,7 @@ async def test_unchanged_write_keeps_the_resource_version(
     assert after.metadata.resource_version == before.metadata.resource_version
 
 
-async def test_stale_resource_version_conflicts(
-    apps: client.AppsV1Api, fake_kube: FakeKube
-) -> None:
+async def test_stale_resource_version_conflicts(apps: Any, fake_kube: FakeKube) -> None:
     fake_kube.seed(statefulset("db", 1))
     scale = await apps.read_namespaced_stateful_set_scale("db", "default")
     fake_kube.update("StatefulSet", "default", "db", {"metadata": {"labels": {"x": "1"}}})
@@ -128,7 +124,7 @@ async def test_stale_resource_version_conflicts(
     assert fake_kube.get("StatefulSet", "default", "db")["spec"]["replicas"] == 1
 
 
-async def test_negative_replicas_are_invalid(apps: client.AppsV1Api, fake_kube: FakeKube) -> None:
+async def test_negative_replicas_are_invalid(apps: Any, fake_kube: FakeKube) -> None:
     fake_kube.seed(deployment("web", 2))
     status, body = await api_error(
         apps.patch_namespaced_deployment_scale(
@@ -139,7 +135,7 @@ async def test_negative_replicas_are_invalid(apps: client.AppsV1Api, fake_kube: 
     assert "spec.replicas" in body["message"]
 
 
-async def test_unknown_objects_are_not_found(apps: client.AppsV1Api) -> None:
+async def test_unknown_objects_are_not_found(apps: Any) -> None:
     status, body = await api_error(apps.read_namespaced_deployment_scale("ghost", "default"))
     assert status == 404 and is_status(body, 404, "NotFound")
     assert body["message"] == 'deployments.apps "ghost" not found'
@@ -148,7 +144,7 @@ async def test_unknown_objects_are_not_found(apps: client.AppsV1Api) -> None:
 
 
 async def test_hpa_min_replicas_merge_patch(kube_client: client.ApiClient) -> None:
-    hpas = client.AutoscalingV2Api(kube_client)
+    hpas: Any = client.AutoscalingV2Api(kube_client)
     await hpas.create_namespaced_horizontal_pod_autoscaler(
         "default",
         {
@@ -216,7 +212,7 @@ async def test_events_create_and_list(kube_client: client.ApiClient) -> None:
     assert [(e.reason, e.involved_object.name) for e in listed.items] == [("Scaled", "web")]
 
 
-async def test_faults_and_write_log(apps: client.AppsV1Api, fake_kube: FakeKube) -> None:
+async def test_faults_and_write_log(apps: Any, fake_kube: FakeKube) -> None:
     fake_kube.seed(deployment("web", 2))
     path = "/apis/apps/v1/namespaces/default/deployments/web/scale"
     fake_kube.inject_fault(path, 500, count=2, method="PATCH")
