@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import AwareDatetime, Field, HttpUrl, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from daemon.settings.base import SettingsModel, field_error
 from daemon.settings.quantities import PositiveDuration
@@ -15,7 +16,8 @@ class PrometheusSourceConfig(SettingsModel):
     """A Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics)."""
 
     type: Literal["prometheus"]
-    url: HttpUrl = Field(description="Base URL, e.g. http://prometheus:9090.")
+    # A plain string, not pydantic's HttpUrl, which appends "/" and would break path joins.
+    url: str = Field(description="Base URL, e.g. http://prometheus:9090.")
     timeout: PositiveDuration = Field(
         default=10.0, description="Seconds per query before it counts as a transient failure."
     )
@@ -23,6 +25,13 @@ class PrometheusSourceConfig(SettingsModel):
         default_factory=dict,
         description="Extra HTTP headers, e.g. a tenant id for a multi-tenant backend.",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if re.match(r"^https?://[^\s/]+", value) is None:
+            raise ValueError(f"invalid URL {value!r}: expected http://host:port or https://...")
+        return value
 
 
 class CloudWatchSourceConfig(SettingsModel):

@@ -181,6 +181,12 @@ BAD_CONFIGS: list[tuple[str, Callable[[Config], None], str, str]] = [
         "sources.sim.trace",
         "exactly one",
     ),
+    (
+        "url-without-scheme",
+        lambda c: c["sources"]["prom"].update(url="prometheus:9090"),
+        "sources.prom.url",
+        "invalid URL",
+    ),
     ("no-targets", lambda c: c.update(targets=[]), "targets", "at least 1"),
 ]
 
