@@ -1,0 +1,180 @@
+"""Kubernetes manifests: they parse, pods are hardened and probed, RBAC is exactly what is needed.
+
+No API server runs here, so these are structural checks on the YAML; the embedded elasticd
+configuration is validated with the daemon's own settings loader, as `elasticd validate` would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from daemon.settings.loader import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST_DIR = ROOT / "deploy" / "kubernetes"
+MANIFESTS = sorted(MANIFEST_DIR.glob("*.yaml"))
+ELASTICD_UID = 10001
+
+# Exactly what the daemon needs; a new rule must come with a reason (and a test change).
+EXPECTED_RULES = {
+    ("apps", "deployments"): {"get", "list"},
+    ("apps", "statefulsets"): {"get", "list"},
+    ("apps", "deployments/scale"): {"get", "patch", "update"},
+    ("apps", "statefulsets/scale"): {"get", "patch", "update"},
+    ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "patch"},
+    ("coordination.k8s.io", "leases"): {"get", "create", "update", "delete"},
+    ("", "events"): {"create", "patch"},
+}
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def _all_documents() -> list[dict[str, Any]]:
+    return [doc for path in MANIFESTS for doc in _documents(path)]
+
+
+def _of_kind(kind: str, path: Path | None = None) -> list[dict[str, Any]]:
+    docs = _documents(path) if path else _all_documents()
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def _containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(deployment name, pod spec, container) for every container of every Deployment."""
+    for deployment in _of_kind("Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            yield deployment["metadata"]["name"], pod, container
+
+
+def _elasticd_containers() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    return [c for c in _containers() if c[2]["name"] == "elasticd"]
+
+
+def test_the_expected_manifests_exist() -> None:
+    assert [p.name for p in MANIFESTS] == ["rbac.yaml", "sidecar.yaml", "standalone.yaml"]
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_every_document_parses_and_is_namespaced(path: Path) -> None:
+    docs = _documents(path)
+    assert docs
+    for doc in docs:
+        assert {"apiVersion", "kind", "metadata"} <= doc.keys()
+        assert doc["metadata"]["namespace"] == "shop", doc["metadata"]["name"]
+
+
+def test_every_container_is_non_root_with_a_read_only_root() -> None:
+    containers = list(_containers())
+    assert len(containers) == 3  # web + elasticd sidecar, standalone elasticd
+    for name, pod, container in containers:
+        where = f"{name}/{container['name']}"
+        pod_ctx = pod.get("securityContext", {})
+        ctx = container["securityContext"]
+        assert pod_ctx.get("runAsNonRoot") is True, where
+        assert ctx["runAsNonRoot"] is True, where
+        assert ctx["runAsUser"] > 0, where
+        assert ctx["readOnlyRootFilesystem"] is True, where
+        assert ctx["allowPrivilegeEscalation"] is False, where
+        assert ctx.get("privileged", False) is False, where
+        assert ctx["capabilities"] == {"drop": ["ALL"]}, where
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert pod_ctx["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert pod.get("hostNetwork", False) is False, where
+        assert {"cpu", "memory"} <= container["resources"]["requests"].keys(), where
+        assert {"cpu", "memory"} <= container["resources"]["limits"].keys(), where
+
+
+def test_elasticd_containers_match_the_image_and_are_probed() -> None:
+    containers = _elasticd_containers()
+    assert {name for name, _, _ in containers} == {"web", "elasticd"}
+    for name, pod, container in containers:
+        assert pod["serviceAccountName"] == "elasticd"
+        assert container["securityContext"]["runAsUser"] == ELASTICD_UID  # the Dockerfile's UID
+        assert not container["image"].endswith(":latest") and ":" in container["image"]
+        assert container["args"] == ["run", "--config", "/etc/elasticd/elasticd.yaml"]
+        port = {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
+        assert port == 9464
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        assert container["readinessProbe"]["httpGet"]["path"] in {"/healthz", "/readyz"}, name
+        # With a read-only root, every path the daemon writes must be a mount.
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert {"/etc/elasticd", "/var/lib/elasticd", "/tmp"} <= mounts.keys(), name
+        assert mounts["/etc/elasticd"]["readOnly"] is True
+
+
+def test_standalone_runs_two_replicas_with_leader_election_and_readyz() -> None:
+    path = MANIFEST_DIR / "standalone.yaml"
+    (deployment,) = _of_kind("Deployment", path)
+    assert deployment["spec"]["replicas"] == 2
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    (service,) = _of_kind("Service", path)
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"]
+    (config_map,) = _of_kind("ConfigMap", path)
+    assert yaml.safe_load(config_map["data"]["elasticd.yaml"])["leader_election"]["enabled"]
+
+
+def test_sidecar_shares_the_workload_pod_and_elects_a_leader() -> None:
+    path = MANIFEST_DIR / "sidecar.yaml"
+    (deployment,) = _of_kind("Deployment", path)
+    names = [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+    assert names == ["web", "elasticd"]
+    (config_map,) = _of_kind("ConfigMap", path)
+    config = yaml.safe_load(config_map["data"]["elasticd.yaml"])
+    # One copy per replica: without a Lease every copy would act.
+    assert config["leader_election"]["enabled"] is True
+    assert [t["workload"] for t in config["targets"]] == [deployment["metadata"]["name"]]
+
+
+@pytest.mark.parametrize(
+    "path", [MANIFEST_DIR / "sidecar.yaml", MANIFEST_DIR / "standalone.yaml"], ids=lambda p: p.name
+)
+def test_mounted_config_map_exists_and_its_config_validates(path: Path, tmp_path: Path) -> None:
+    (deployment,) = _of_kind("Deployment", path)
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    mounted = {v["configMap"]["name"] for v in volumes if "configMap" in v}
+    (config_map,) = _of_kind("ConfigMap", path)
+    assert mounted == {config_map["metadata"]["name"]}
+    config_file = tmp_path / "elasticd.yaml"
+    config_file.write_text(config_map["data"]["elasticd.yaml"])
+    settings = load_settings(config_file)  # raises ConfigError with the offending key
+    assert settings.telemetry.port == 9464
+    assert all(t.mode == "forecast-only" for t in settings.targets)
+
+
+def test_role_grants_exactly_the_needed_rules() -> None:
+    (role,) = _of_kind("Role")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, "no resourceNames/nonResourceURLs"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == EXPECTED_RULES
+    assert not _of_kind("ClusterRole") and not _of_kind("ClusterRoleBinding")
+
+
+def test_role_binding_ties_the_role_to_the_service_account() -> None:
+    (account,) = _of_kind("ServiceAccount")
+    (role,) = _of_kind("Role")
+    (binding,) = _of_kind("RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": account["metadata"]["namespace"],
+        }
+    ]
