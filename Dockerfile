@@ -17,11 +17,12 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY daemon/ ./daemon/
 COPY models/ ./models/
+# Build the wheel, install it non-editable with its dependencies, smoke-test the entry point,
+# then drop pip and setuptools from the venv: the runtime needs neither.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/elasticd \
     && /opt/elasticd/bin/pip install /wheels/*.whl \
     && /opt/elasticd/bin/elasticd --version \
-    # The runtime needs neither pip nor setuptools; leaving them out shrinks the attack surface.
     && /opt/elasticd/bin/pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}
@@ -57,6 +58,7 @@ VOLUME ["/var/lib/elasticd"]
 EXPOSE 9464
 
 # slim images have no curl; python's urllib raises (exit 1) on a refused connection or non-2xx.
+# The port is the default telemetry.port: change it here too if the config moves it.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9464/healthz', timeout=4)"]
 
