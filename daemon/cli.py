@@ -10,7 +10,11 @@ from collections.abc import Sequence
 from daemon import __version__
 
 # Each module adds its sub-commands with ``register(subparsers)``.
-COMMAND_MODULES = ("daemon.backtest.command",)
+COMMAND_MODULES = (
+    "daemon.backtest.command",
+    "daemon.commands.validate",
+    "daemon.commands.config_schema",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

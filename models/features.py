@@ -46,6 +46,11 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
+def lead_steps_for(lead_s: float, step_s: float) -> int:
+    """Grid steps a request takes to become ready (the scoring oracle's ``k``); at least one."""
+    return max(1, math.ceil(lead_s / step_s - 1e-9))
+
+
 @dataclass(frozen=True, slots=True)
 class FeatureSpec:
     """What the features are computed for.

@@ -137,11 +137,6 @@ def replay_decisions(times: FloatArray, lead_s: float, decisions: Sequence[int])
     return replay(times, lead_s, lambda i, _now, _ready, _total: int(decisions[i]))
 
 
-def lead_steps(lead_s: float, step_s: float) -> int:
-    """Grid steps a request takes to become ready (the oracle's ``k``); at least one."""
-    return max(1, math.ceil(lead_s / step_s - 1e-9))
-
-
 def oracle_decisions(values: FloatArray, unit: float, k: int) -> IntArray:
     """``D_i = max(ceil(d_j / C))`` over ``j = i+1 .. i+k``: the cheapest never-short plan."""
     units = np.where(np.isfinite(values), np.ceil(values / unit), 0.0)

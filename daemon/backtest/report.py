@@ -19,7 +19,6 @@ from daemon.backtest.baselines import (
 )
 from daemon.backtest.replay import (
     Score,
-    lead_steps,
     oracle_decisions,
     replay_decisions,
     score,
@@ -29,6 +28,7 @@ from daemon.backtest.trace import Trace
 from daemon.backtest.walkforward import PlanConfig, PlanReplay, replay_plan
 from daemon.core.durations import format_duration
 from daemon.errors import InputError
+from models.features import lead_steps_for as lead_steps
 
 BASELINES = {"hpa": "hpa", "ec2_predictive": "predictive"}
 

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from daemon.backtest.replay import ReplayLog, lead_steps, replay
+from daemon.backtest.replay import ReplayLog, replay
 from daemon.backtest.trace import Trace
 from daemon.core.tick import TickInputs, TickState, tick
 from daemon.core.types import PlannerSettings
@@ -30,6 +30,7 @@ from models.calibration import (
     with_conformal,
 )
 from models.features import FeatureSpec, build_features, future_peak
+from models.features import lead_steps_for as lead_steps
 from models.forecaster import (
     DEFAULT_MAX_TRAIN_ROWS,
     DEFAULT_TRAIN_WINDOW_S,

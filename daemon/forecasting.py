@@ -1,0 +1,252 @@
+"""Per-target forecasting state for the daemon: history on a grid, the model, residuals.
+
+The daemon forecasts exactly as ``elasticd backtest`` replays: the same causal features over
+the same grid, the same training ladder, the same conformal residual offset. The only
+difference is that history arrives sample by sample instead of from a file.
+
+Threading: :meth:`TargetForecaster.train` runs in a worker thread while the event loop keeps
+calling :meth:`forecast`; training works on a snapshot and installs the new model with one
+attribute assignment, which is atomic in CPython.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.artifacts import load_model, save_model
+from models.calibration import CalibrationSettings, conformal_offset, log_residuals
+from models.errors import ModelError
+from models.features import FeatureSpec, build_features, future_peak, lead_steps_for
+from models.forecaster import (
+    DEFAULT_TRAIN_WINDOW_S,
+    GradientBoostingPeak,
+    PeakForecaster,
+    RecentPeak,
+    forecast_demand,
+    train_forecaster,
+)
+
+FloatArray = NDArray[np.float64]
+
+CONFORMAL_REFRESH_S = 3600.0
+# Features look back at most a week plus a lead time plus a day; keep a margin.
+_FEATURE_HISTORY_S = 9 * 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastSettings:
+    step_s: float
+    lead_s: float
+    unit_capacity: float
+    shortfall_target: float
+    train_window_s: float = DEFAULT_TRAIN_WINDOW_S
+    calibration_gain: float = 0.03
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec(
+            step_s=self.step_s,
+            lead_steps=lead_steps_for(self.lead_s, self.step_s),
+            scale=self.unit_capacity,
+        )
+
+
+class TargetForecaster:
+    """History, model and recent forecasts of one target (owned by its reconciler)."""
+
+    def __init__(self, settings: ForecastSettings) -> None:
+        self.settings = settings
+        self.spec = settings.spec
+        self._lock = threading.Lock()
+        self._first_index: int | None = None  # grid index of _values[0]
+        self._values = np.empty(0)
+        self._forecasts = np.empty(0)  # base forecast made at each grid step (NaN: none)
+        self._forecaster: PeakForecaster = RecentPeak()
+        self._capacity = int((settings.train_window_s + _FEATURE_HISTORY_S) / settings.step_s)
+        self._cached: tuple[int, float | None, str] | None = None
+        self._offset = 0.0
+        self._offset_index: int | None = None
+
+    # -- history --------------------------------------------------------------------------
+
+    def _index(self, timestamp: float) -> int:
+        return math.floor(timestamp / self.settings.step_s)
+
+    @property
+    def history_start(self) -> float | None:
+        if self._first_index is None:
+            return None
+        return self._first_index * self.settings.step_s
+
+    @property
+    def history_end(self) -> float | None:
+        if self._first_index is None or self._values.size == 0:
+            return None
+        return (self._first_index + self._values.size - 1) * self.settings.step_s
+
+    def load_history(self, times: FloatArray, values: FloatArray) -> None:
+        """Replace the buffer with a source's history (any timestamps; snapped to the grid)."""
+        times = np.asarray(times, dtype=np.float64)
+        values = np.asarray(values, dtype=np.float64)
+        with self._lock:
+            if times.size == 0:
+                self._first_index, self._values = None, np.empty(0)
+                self._forecasts = np.empty(0)
+                return
+            index = np.floor(times / self.settings.step_s).astype(np.int64)
+            first = int(index[0])
+            grid = np.full(int(index[-1]) - first + 1, np.nan)
+            grid[index - first] = values  # later samples in a step win
+            self._first_index, self._values = first, grid
+            self._forecasts = np.full(grid.size, np.nan)
+            self._trim()
+            self._cached = None
+
+    def observe(self, timestamp: float, value: float | None) -> None:
+        """Record the latest sample; ``None`` or NaN marks the step as missing."""
+        index = self._index(timestamp)
+        with self._lock:
+            if self._first_index is None:
+                self._first_index = index
+                self._values, self._forecasts = np.full(1, np.nan), np.full(1, np.nan)
+            self._extend_to(index)
+            position = index - self._first_index
+            if position < 0:
+                return  # older than the buffer: nothing to learn from it any more
+            if value is not None and math.isfinite(value) and value >= 0:
+                self._values[position] = value
+                self._cached = None
+
+    def _extend_to(self, index: int) -> None:
+        assert self._first_index is not None
+        missing = index - (self._first_index + self._values.size - 1)
+        if missing > 0:
+            self._values = np.concatenate((self._values, np.full(missing, np.nan)))
+            self._forecasts = np.concatenate((self._forecasts, np.full(missing, np.nan)))
+            self._trim()
+
+    def _trim(self) -> None:
+        # Trim in chunks so appending one step does not copy the whole buffer every time.
+        excess = self._values.size - self._capacity
+        if excess > self._capacity // 10 and self._first_index is not None:
+            self._values = self._values[excess:].copy()
+            self._forecasts = self._forecasts[excess:].copy()
+            self._first_index += excess
+
+    def _snapshot(self, seconds: float | None) -> tuple[FloatArray, FloatArray]:
+        """(times, values) of the newest ``seconds`` of history (all when None)."""
+        with self._lock:
+            if self._first_index is None:
+                return np.empty(0), np.empty(0)
+            values = self._values
+            first = self._first_index
+            if seconds is not None:
+                keep = min(values.size, int(seconds / self.settings.step_s))
+                first += values.size - keep
+                values = values[values.size - keep :]
+            values = values.copy()
+        times = (first + np.arange(values.size, dtype=np.float64)) * self.settings.step_s
+        return times, values
+
+    # -- training -------------------------------------------------------------------------
+
+    def train(self, now: float) -> str:
+        """Fit on the history so far and install the result; returns the ladder's reason."""
+        times, values = self._snapshot(self.settings.train_window_s + _FEATURE_HISTORY_S)
+        if values.size == 0:
+            self._forecaster = RecentPeak()
+            return "recent_peak: no history yet"
+        features = build_features(times, values, self.spec)
+        outcome = train_forecaster(
+            times,
+            values,
+            features,
+            self.spec,
+            values.size,
+            shortfall_target=self.settings.shortfall_target,
+            fitted_at=now,
+            window_s=self.settings.train_window_s,
+        )
+        self._forecaster = outcome.forecaster
+        self._cached = None
+        return outcome.reason
+
+    @property
+    def forecaster_name(self) -> str:
+        return self._forecaster.name
+
+    def save(self, directory: Path, name: str) -> None:
+        """Persist the trained model; fallback rungs have nothing worth saving."""
+        forecaster = self._forecaster
+        if isinstance(forecaster, GradientBoostingPeak):
+            save_model(forecaster, directory, name)
+
+    def load(self, directory: Path, name: str) -> str | None:
+        """Install a saved model; returns why it was refused, or None when it was loaded."""
+        try:
+            self._forecaster = load_model(directory, name, self.spec)
+        except ModelError as error:
+            return str(error)
+        self._cached = None
+        return None
+
+    # -- forecasting ----------------------------------------------------------------------
+
+    def forecast(self, now: float) -> tuple[float | None, str]:
+        """Base forecast of the peak over ``(now, now + lead]`` from history up to ``now``."""
+        index = self._index(now)
+        with self._lock:
+            if self._first_index is None:
+                return None, self._forecaster.name
+            self._extend_to(index)
+        cached = self._cached
+        forecaster = self._forecaster
+        if cached is not None and cached[0] == index:
+            return cached[1], cached[2]
+        times, values = self._snapshot(_FEATURE_HISTORY_S)
+        features = build_features(times, values, self.spec)
+        try:
+            value = float(
+                forecast_demand(forecaster, features, self.spec, np.array([values.size - 1]))[0]
+            )
+        except ModelError:
+            value = math.nan
+        result = None if not math.isfinite(value) else value
+        with self._lock:
+            position = index - (self._first_index or 0)
+            if 0 <= position < self._forecasts.size and result is not None:
+                self._forecasts[position] = result
+        self._cached = (index, result, forecaster.name)
+        return result, forecaster.name
+
+    def conformal_offset(self) -> float:
+        """The residual-quantile offset from forecasts whose window has passed (hourly)."""
+        with self._lock:
+            if self._first_index is None:
+                return 0.0
+            last = self._first_index + self._values.size - 1
+            refresh = max(1, round(CONFORMAL_REFRESH_S / self.settings.step_s))
+            if self._offset_index is not None and last - self._offset_index < refresh:
+                return self._offset
+            window = int(self.calibration_settings().window_s / self.settings.step_s)
+            values = self._values[-(window + self.spec.lead_steps + 1) :].copy()
+            forecasts = self._forecasts[-values.size :].copy()
+        residuals = log_residuals(
+            future_peak(values, self.spec.lead_steps), forecasts, self.settings.unit_capacity
+        )
+        self._offset = conformal_offset(residuals, self.calibration_settings())
+        self._offset_index = last
+        return self._offset
+
+    def calibration_settings(self) -> CalibrationSettings:
+        return CalibrationSettings(
+            shortfall_target=self.settings.shortfall_target,
+            scale=self.settings.unit_capacity,
+            gain=self.settings.calibration_gain,
+        )
