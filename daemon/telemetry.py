@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -37,6 +37,7 @@ __all__ = [
     "Readiness",
     "Telemetry",
     "TelemetryServer",
+    "build_app",
     "health_server",
     "loop_heartbeat",
     "serve_telemetry",
@@ -470,7 +471,7 @@ class TelemetryServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        self._port = int(_bound_ports(runner)[0])
+        self._port = _bound_port(runner)
         self._heartbeat = asyncio.create_task(
             loop_heartbeat(self._health, self._heartbeat_interval_s), name="loop_heartbeat"
         )
@@ -486,18 +487,12 @@ class TelemetryServer:
         self._port = None
 
 
-def _bound_ports(runner: web.AppRunner) -> list[int]:
-    ports = [int(address[1]) for address in _addresses(runner)]
-    if not ports:
-        raise RuntimeError("the telemetry server bound no socket")
-    return ports
-
-
-def _addresses(runner: web.AppRunner) -> Iterator[tuple[str, int]]:
+def _bound_port(runner: web.AppRunner) -> int:
+    # TCP sites report (host, port), or (host, port, flow, scope) for IPv6.
     for address in runner.addresses:
-        # TCP sites give (host, port) or (host, port, flow, scope) for IPv6.
         if isinstance(address, tuple) and len(address) >= 2:
-            yield str(address[0]), int(address[1])
+            return int(address[1])
+    raise RuntimeError("the telemetry server bound no socket")
 
 
 async def health_server(server: TelemetryServer) -> None:
