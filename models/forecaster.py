@@ -157,6 +157,7 @@ def train_forecaster(
     fitted_at: float,
     window_s: float = DEFAULT_TRAIN_WINDOW_S,
     max_rows: int = DEFAULT_MAX_TRAIN_ROWS,
+    quantile: float | None = None,
     random_state: int = 0,
 ) -> TrainingOutcome:
     """Pick the richest forecaster the history before ``cutoff`` supports, and fit it."""
@@ -174,7 +175,7 @@ def train_forecaster(
     if rows.size < MIN_TRAIN_ROWS:
         return TrainingOutcome(fallback, f"seasonal_naive: only {rows.size} usable rows")
     rows = thin_rows(rows, max_rows)
-    quantile = base_quantile(shortfall_target)
+    quantile = base_quantile(shortfall_target) if quantile is None else quantile
     regressor = PeakQuantileRegressor(quantile=quantile, random_state=random_state)
     try:
         regressor.fit(features.matrix[rows], target[rows])

@@ -59,6 +59,7 @@ class PlanConfig:
     min_units: int = 0
     max_units: int = 1_000_000
     calibration_gain: float = 0.03
+    base_quantile: float | None = None  # None: derived from the shortfall target
     seed: int = 0
 
     def planner_settings(self) -> PlannerSettings:
@@ -128,6 +129,7 @@ def base_forecasts(
             fitted_at=float(trace.times[start]),
             window_s=config.train_window_s,
             max_rows=config.max_train_rows,
+            quantile=config.base_quantile,
             random_state=config.seed,
         )
         rows = np.arange(start, end)
