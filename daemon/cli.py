@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "daemon.backtest.command",
     "daemon.commands.validate",
     "daemon.commands.config_schema",
+    "daemon.commands.run",
 )
 
 

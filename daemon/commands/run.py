@@ -1,0 +1,63 @@
+"""``elasticd run --config FILE``: the long-running daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from daemon.errors import ConfigError
+from daemon.runtime.logging import configure_logging
+from daemon.runtime.supervisor import Supervisor
+from daemon.settings import ConfigFileError, load_settings
+
+if TYPE_CHECKING:
+    from daemon.commands import SubParsers
+
+log = logging.getLogger("elasticd")
+
+# Exit status for a configuration that cannot be used (EX_CONFIG from sysexits.h), so a
+# service manager can tell "fix the file" from "crashed".
+EXIT_CONFIG = 78
+
+
+def register(subparsers: SubParsers) -> None:
+    """Add the ``run`` sub-command."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run the autoscaling daemon",
+        description="Forecast demand and resize the configured targets until stopped. "
+        "SIGHUP reloads the configuration; SIGTERM stops after in-flight writes finish.",
+    )
+    parser.add_argument("--config", "-c", dest="config_option", metavar="FILE", help="YAML file")
+    parser.add_argument("config", nargs="?", metavar="FILE", help="YAML file (or use --config)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    name = args.config_option or args.config
+    if name is None:
+        print("elasticd run: a configuration file is required (--config FILE)", file=sys.stderr)
+        return 2
+    # Until the file is read its log_format is unknown: use the automatic choice meanwhile.
+    configure_logging("auto")
+    try:
+        settings = load_settings(name)
+    except ConfigError as error:
+        where = "" if isinstance(error, ConfigFileError) else f"{name}: "
+        log.error(
+            "invalid configuration: %s%s",
+            where,
+            error,
+            extra={"event": "config_error", "file": name, "path": error.path},
+        )
+        return EXIT_CONFIG
+    configure_logging(settings.log_format)
+    supervisor = Supervisor(Path(name), settings)
+    try:
+        return asyncio.run(supervisor.run())
+    finally:
+        supervisor.last_resort.cancel()

@@ -1,0 +1,293 @@
+"""The composition root: the one module that names concrete sources and actuators.
+
+``TargetFactory.build`` turns one target of a ``Settings`` into a ``TargetRuntime`` (source,
+actuator, forecaster, reconciler, trainer). Every target owns its own adapters, so replacing a
+target on reload closes exactly what it opened and nothing another target still uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+
+from daemon.actuators.autoscaling_group import AutoScalingGroupActuator
+from daemon.actuators.base import Actuator
+from daemon.actuators.eks import EksNodegroupActuator
+from daemon.actuators.kubernetes import (
+    KubernetesScaleActuator,
+    WorkloadKind,
+    kube_api_client,
+)
+from daemon.actuators.simulator import SimulatorActuator
+from daemon.audit import AuditLog
+from daemon.backtest.synthetic import TraceShape, generate_trace
+from daemon.backtest.trace import Trace, load_trace
+from daemon.errors import ConfigError
+from daemon.forecasting import TargetForecaster
+from daemon.runtime.planning import forecast_settings
+from daemon.runtime.reconciler import Reconciler
+from daemon.runtime.target import Closer, TargetRuntime
+from daemon.runtime.trainer import ModelTrainer
+from daemon.settings import (
+    AsgTarget,
+    CloudWatchQuery,
+    CloudWatchSourceConfig,
+    EksNodeGroupTarget,
+    KubernetesWorkloadTarget,
+    PrometheusSourceConfig,
+    Settings,
+    SimulatorSourceConfig,
+    SimulatorTarget,
+    TargetConfig,
+)
+from daemon.simulation import WEEK_S, SimulatedWorld, rebase_trace
+from daemon.sources.base import MetricQuery, MetricSource
+from daemon.sources.cloudwatch import CloudWatchExpression, CloudWatchMetric, CloudWatchSource
+from daemon.sources.prometheus import PrometheusSource
+from daemon.sources.simulator import SimulatorSource
+from daemon.telemetry import HealthState, Telemetry
+
+__all__ = ["Shared", "TargetFactory", "fingerprint", "history_step"]
+
+# The forecaster's grid for metrics systems that can answer at any resolution: a minute is as
+# fine as demand forecasting needs and keeps 14 days of history at 20k points.
+DEFAULT_STEP_S = 60.0
+# Reads of the source or the target that take longer count as a transient failure.
+CALL_TIMEOUT_S = 10.0
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every target shares in one daemon process."""
+
+    audit: AuditLog
+    telemetry: Telemetry
+    health: HealthState
+    fit_slot: asyncio.Semaphore
+
+
+def fingerprint(settings: Settings, target: TargetConfig) -> Hashable:
+    """Everything a target's parts are built from: equal fingerprints, nothing to rebuild."""
+    return (
+        target,
+        settings.sources.get(target.source),
+        target.interval or settings.interval,
+        settings.training,
+        settings.state_dir,
+        settings.audit,
+        settings.aws,
+        settings.kubernetes,
+    )
+
+
+def history_step(settings: Settings, target: TargetConfig, world: SimulatedWorld | None) -> float:
+    """The forecaster's grid step: the trace's own for a simulator, else a minute (or the
+    CloudWatch period when coarser, since finer steps would only repeat its points)."""
+    if world is not None:
+        return world.trace.step_s
+    query = target.query
+    if isinstance(query, CloudWatchQuery):
+        return max(DEFAULT_STEP_S, query.period)
+    return DEFAULT_STEP_S
+
+
+class TargetFactory:
+    """Builds targets from settings; ``wall_clock`` is injectable for tests of the simulator."""
+
+    def __init__(self, shared: Shared, *, wall_clock: Clock = time.monotonic) -> None:
+        self.shared = shared
+        self.wall_clock = wall_clock
+
+    async def build(self, settings: Settings, index: int) -> TargetRuntime:
+        """The runtime for ``settings.targets[index]``; ``ConfigError`` if it cannot be built."""
+        target = settings.targets[index]
+        where = f"targets[{index}]"
+        _check_supported(target, where)
+        source_config = settings.sources[target.source]
+        world = (
+            self._world(source_config, target)
+            if isinstance(source_config, SimulatorSourceConfig)
+            else None
+        )
+        clock: Clock = world.now if world is not None else time.time
+        source = self._source(settings, source_config, world, where)
+        query: MetricQuery[Any] = MetricQuery(target.name, _query_spec(target))
+        closers: list[Closer] = [source.close]
+        try:
+            actuator = await self._actuator(settings, target, world, where)
+        except BaseException:
+            await source.close()
+            raise
+        closers.append(actuator.close)
+        step = history_step(settings, target, world)
+        forecaster = TargetForecaster(forecast_settings(target, settings.training, step))
+        interval = target.interval or settings.interval
+        shared = self.shared
+        reconciler = Reconciler(
+            target,
+            source=source,
+            query=query,
+            actuator=actuator,
+            forecaster=forecaster,
+            audit=shared.audit,
+            telemetry=shared.telemetry,
+            health=shared.health,
+            clock=clock,
+            interval_s=interval,
+            call_timeout_s=CALL_TIMEOUT_S,
+        )
+        trainer = ModelTrainer(
+            target.name,
+            source=source,
+            query=query,
+            forecaster=forecaster,
+            training=settings.training,
+            model_dir=settings.state_dir / "models",
+            telemetry=shared.telemetry,
+            health=shared.health,
+            fit_slot=shared.fit_slot,
+            clock=clock,
+        )
+        return TargetRuntime(
+            name=target.name,
+            fingerprint=fingerprint(settings, target),
+            reconciler=reconciler,
+            trainer=trainer,
+            closers=closers,
+        )
+
+    # -- sources --------------------------------------------------------------------------
+
+    def _source(
+        self,
+        settings: Settings,
+        config: Any,
+        world: SimulatedWorld | None,
+        where: str,
+    ) -> MetricSource[Any]:
+        if world is not None:
+            return SimulatorSource(world)
+        if isinstance(config, PrometheusSourceConfig):
+            return PrometheusSource(config.url, timeout_s=config.timeout, headers=config.headers)
+        if isinstance(config, CloudWatchSourceConfig):
+            region = _region(config.region or settings.aws.region, f"{where}.source")
+            return CloudWatchSource(
+                region,
+                endpoint_url=config.endpoint_url or settings.aws.endpoint_url,
+                profile=config.profile or settings.aws.profile,
+            )
+        raise ConfigError(f"{where}.source", f"unsupported source {config!r}")
+
+    def _world(self, config: SimulatorSourceConfig, target: TargetConfig) -> SimulatedWorld:
+        trace = _simulator_trace(config)
+        span = float(trace.times[-1] - trace.times[0])
+        return SimulatedWorld(
+            trace,
+            unit_capacity=target.unit_capacity,
+            lead_s=target.lead_time,
+            speedup=config.speedup,
+            # A week of history to train on at once when the trace has it; else half of it.
+            start_offset_s=min(WEEK_S, span / 2),
+            wall_clock=self.wall_clock,
+        )
+
+    # -- actuators ------------------------------------------------------------------------
+
+    async def _actuator(
+        self,
+        settings: Settings,
+        target: TargetConfig,
+        world: SimulatedWorld | None,
+        where: str,
+    ) -> Actuator:
+        if isinstance(target, SimulatorTarget):
+            assert world is not None  # settings validation: simulator targets need one
+            return SimulatorActuator(world, target.name)
+        if isinstance(target, KubernetesWorkloadTarget):
+            kube = settings.kubernetes
+            in_cluster = (
+                "KUBERNETES_SERVICE_HOST" in os.environ
+                if kube.in_cluster == "auto"
+                else kube.in_cluster
+            )
+            kubeconfig = str(kube.kubeconfig) if kube.kubeconfig is not None else None
+            api = await kube_api_client(kubeconfig, in_cluster)
+            kind: WorkloadKind = "Deployment" if target.kind == "deployment" else "StatefulSet"
+            return KubernetesScaleActuator(
+                api, kind, target.namespace, target.workload, close_client=True
+            )
+        aws = settings.aws
+        session = aioboto3.Session(profile_name=aws.profile) if aws.profile else None
+        region = _region(aws.region, "aws.region")
+        if isinstance(target, EksNodeGroupTarget):
+            return EksNodegroupActuator(
+                target.cluster,
+                target.nodegroup,
+                region=region,
+                endpoint_url=aws.endpoint_url,
+                session=session,
+            )
+        if isinstance(target, AsgTarget):
+            return AutoScalingGroupActuator(
+                target.group_name, region=region, endpoint_url=aws.endpoint_url, session=session
+            )
+        raise ConfigError(f"{where}.kind", f"unsupported target kind {target.kind!r}")
+
+
+def _check_supported(target: TargetConfig, where: str) -> None:
+    # The floor modes need actuators that write an HPA's or a group's minimum; until they
+    # exist, refusing the config beats silently writing the replica count instead.
+    if target.act_via != "replicas":
+        raise ConfigError(
+            f"{where}.act_via",
+            f"{target.act_via!r} is not supported by this version; use 'replicas'",
+        )
+
+
+def _region(region: str | None, path: str) -> str:
+    found = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not found:
+        raise ConfigError(path, "no AWS region: set aws.region or AWS_REGION")
+    return found
+
+
+def _query_spec(target: TargetConfig) -> Any:
+    """The query in its source's own terms: PromQL text, or a CloudWatch metric spec."""
+    query = target.query
+    if not isinstance(query, CloudWatchQuery):
+        return query  # PromQL text, or None for a simulator source
+    period = int(query.period)
+    if query.expression is not None:
+        return CloudWatchExpression(query.expression, inputs=(), period_s=period)
+    assert query.namespace is not None and query.metric_name is not None  # settings check
+    return CloudWatchMetric(
+        namespace=query.namespace,
+        metric_name=query.metric_name,
+        dimensions=tuple(sorted(query.dimensions.items())),
+        stat=query.statistic,
+        period_s=period,
+    )
+
+
+def _simulator_trace(config: SimulatorSourceConfig) -> Trace:
+    start = config.start.timestamp() if isinstance(config.start, datetime) else None
+    if config.trace is not None:
+        trace = load_trace(Path(config.trace))
+        return trace if start is None else rebase_trace(trace, start)
+    assert config.generate is not None  # settings check: exactly one of trace or generate
+    generate = config.generate
+    first = start if start is not None else math.floor(time.time() / generate.step) * generate.step
+    return generate_trace(
+        TraceShape(days=generate.days, step_s=generate.step, seed=generate.seed, start=first)
+    )

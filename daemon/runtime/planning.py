@@ -1,0 +1,58 @@
+"""From a target's configuration to the values the pure core and the forecaster take.
+
+The settings layer speaks in YAML terms (``scale_down_limit.max_percent``, ``above_max``); the
+core speaks in ``PlannerSettings`` and ``RateLimit``. Mapping them in one place keeps both
+sides free of the other's vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+from daemon.core.types import PlannerSettings, RateLimit
+from daemon.forecasting import ForecastSettings
+from daemon.settings import ScaleLimit, TargetConfig, TrainingConfig
+
+__all__ = ["forecast_settings", "planner_settings", "rate_limit"]
+
+
+def rate_limit(limit: ScaleLimit | None) -> RateLimit | None:
+    if limit is None:
+        return None
+    return RateLimit(
+        period_s=limit.period, max_units=limit.max_units, max_percent=limit.max_percent
+    )
+
+
+def effective_max_units(target: TargetConfig) -> int:
+    """``max_units``, or above it by the buffer when ``above_max.policy`` is ``increase``."""
+    if target.above_max.policy == "increase":
+        return math.floor(target.max_units * (1 + target.above_max.buffer_percent / 100))
+    return target.max_units
+
+
+def planner_settings(target: TargetConfig) -> PlannerSettings:
+    return PlannerSettings(
+        unit_capacity=target.unit_capacity,
+        min_units=target.min_units,
+        max_units=effective_max_units(target),
+        reactive_utilisation=target.reactive_utilisation,
+        scale_down_stabilisation_s=target.scale_down_stabilisation,
+        scale_down_tolerance=target.scale_down_tolerance,
+        scale_up_limit=rate_limit(target.scale_up_limit),
+        scale_down_limit=rate_limit(target.scale_down_limit),
+        max_demand_age_s=target.max_demand_age,
+    )
+
+
+def forecast_settings(
+    target: TargetConfig, training: TrainingConfig, step_s: float
+) -> ForecastSettings:
+    return ForecastSettings(
+        step_s=step_s,
+        lead_s=target.lead_time,
+        unit_capacity=target.unit_capacity,
+        shortfall_target=target.shortfall_target,
+        # The model never trains on more than the history the trainer fetches.
+        train_window_s=training.history_window,
+    )

@@ -1,0 +1,358 @@
+"""The ``reconciler`` agent: one per target, observe -> forecast -> decide -> act on its interval.
+
+Only *decide* holds logic, and it is :func:`daemon.core.tick.tick`, the function
+``elasticd backtest`` replays. Everything here is plumbing with one rule per failure:
+
+- the metric read and the capacity read run concurrently, each under a timeout;
+- missing, stale or invalid demand reaches the planner as ``None``, which never scales down;
+- a transient error is counted, logged and simply retried on the next tick;
+- a permanent error is logged loudly with its reason on every tick, and nothing is written;
+- ``forecast-only`` decides, logs, counts and audits, but never calls ``actuator.scale``;
+- every decision, written or not, is one line in the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from daemon.actuators.base import Actuator, Capacity, ScaleResult
+from daemon.audit import AuditLog, AuditRecord
+from daemon.core.tick import TickInputs, TickResult, TickState, tick
+from daemon.core.types import PlannerSettings
+from daemon.errors import (
+    ActuatorError,
+    PermanentActuatorError,
+    PermanentSourceError,
+    SourceError,
+    TransientActuatorError,
+    TransientSourceError,
+)
+from daemon.forecasting import TargetForecaster
+from daemon.runtime.planning import planner_settings
+from daemon.runtime.schedules import active_bounds
+from daemon.settings import TargetConfig
+from daemon.sources.base import MetricQuery, MetricSource, Sample
+from daemon.sources.policy import Checked, NegativePolicy, Rule, check_latest
+from daemon.telemetry import HealthState, Telemetry
+from models.calibration import with_conformal
+
+__all__ = ["Reconciler", "TickReport"]
+
+log = logging.getLogger("elasticd.reconciler")
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+# A write already sent should be allowed to finish; only a hung connection is cut off.
+WRITE_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one tick saw and did (for tests and logs); ``decision`` is None when the target
+    could not be read, since there is then nothing to decide from."""
+
+    now: float
+    demand: float | None
+    demand_rule: str
+    result: TickResult | None
+    capacity: Capacity | None
+    scaled: ScaleResult | None
+    error: str | None
+
+
+class Reconciler:
+    """Owns one target's tick state, forecaster and adapters; not shared between tasks."""
+
+    def __init__(
+        self,
+        target: TargetConfig,
+        *,
+        source: MetricSource[Any],
+        query: MetricQuery[Any],
+        actuator: Actuator,
+        forecaster: TargetForecaster,
+        audit: AuditLog,
+        telemetry: Telemetry,
+        health: HealthState,
+        clock: Clock = time.time,
+        interval_s: float = 15.0,
+        call_timeout_s: float = 10.0,
+        negative: NegativePolicy = NegativePolicy.CLAMP,
+    ) -> None:
+        """``clock``: epoch seconds on the target's own clock (a simulator's is accelerated);
+        demand age and the planner's windows are measured on it. ``interval_s`` is wall time.
+        ``call_timeout_s`` bounds each read of the source or the target."""
+        self.target = target
+        self.name = target.name
+        self.source = source
+        self.query = query
+        self.actuator = actuator
+        self.forecaster = forecaster
+        self.audit = audit
+        self.telemetry = telemetry
+        self.health = health
+        self.clock = clock
+        self.interval_s = interval_s
+        self.call_timeout_s = call_timeout_s
+        self.negative = negative
+        self.settings: PlannerSettings = planner_settings(target)
+        self.state = TickState()
+        self.ticks = 0
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Tick every ``interval_s`` until ``stopping`` is set; a tick in flight finishes.
+
+        Ticks keep a fixed cadence (the next one is due ``interval_s`` after the previous one
+        started), and a tick that overran is not made up: a burst of catch-up ticks would
+        only repeat the same decision.
+        """
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while not stopping.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                # A bug in one tick must not end the target's loop: log it and try again.
+                log.exception("tick failed unexpectedly", extra={"target": self.name})
+            next_at = max(next_at + self.interval_s, loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=next_at - loop.time())
+
+    async def tick(self) -> TickReport:
+        """One observe -> forecast -> decide -> act step."""
+        began = time.perf_counter()
+        now = self.clock()
+        sample_or_error, capacity_or_error = await asyncio.gather(
+            self._guard(self.source.latest(self.query, now), TransientSourceError, "metric read"),
+            self._guard(self.actuator.read(), TransientActuatorError, "capacity read"),
+            return_exceptions=True,
+        )
+        checked, age_s = self._observe(now, sample_or_error)
+        if isinstance(capacity_or_error, BaseException):
+            return await self._unreadable(now, checked, capacity_or_error)
+        capacity = capacity_or_error
+        base_forecast, forecast_source = self.forecaster.forecast(now)
+        # The conformal part of the calibration comes from the forecaster's resolved
+        # forecasts; the integral part is carried in our TickState.
+        self.state = replace(
+            self.state,
+            calibration=with_conformal(self.state.calibration, self.forecaster.conformal_offset()),
+        )
+        bounds = active_bounds(self.target, now)
+        result, self.state = tick(
+            self.settings,
+            self.forecaster.calibration_settings(),
+            self.state,
+            TickInputs(
+                now=now,
+                current_units=capacity.desired,
+                ready_units=capacity.ready if capacity.ready is not None else capacity.desired,
+                demand=checked.value,
+                base_forecast=base_forecast,
+                forecast_source=forecast_source,
+                demand_age_s=age_s,
+                min_units=bounds.min_units,
+                max_units=bounds.max_units,
+            ),
+        )
+        if result.short:
+            self.telemetry.record_short_step(self.name)
+        scaled, error = await self._act(result)
+        self.ticks += 1
+        report = TickReport(now, checked.value, checked.rule.value, result, capacity, scaled, error)
+        duration = time.perf_counter() - began
+        self.telemetry.record_tick(
+            self.name,
+            demand=checked.value,
+            forecast=result.forecast,
+            desired=result.decision.desired,
+            current=capacity.desired,
+            ready=capacity.ready,
+            reason=result.decision.reason,
+            duration_s=duration,
+        )
+        await self._record(report, base_forecast, forecast_source, bounds.names)
+        return report
+
+    # -- observe ------------------------------------------------------------------------------
+
+    async def _guard(self, call: Awaitable[T], timeout_error: type[Exception], what: str) -> T:
+        """``call`` under the tick's timeout; a timeout becomes the transient error of its kind."""
+        try:
+            return await asyncio.wait_for(call, timeout=self.call_timeout_s)
+        except TimeoutError:
+            raise timeout_error(f"{what} timed out after {self.call_timeout_s:g}s") from None
+
+    def _observe(self, now: float, outcome: Sample | BaseException | None) -> tuple[Checked, float]:
+        """The checked demand and its age; errors and bad values are counted and logged."""
+        if isinstance(outcome, BaseException):
+            kind = "permanent" if isinstance(outcome, PermanentSourceError) else "transient"
+            self.telemetry.record_source_error(self.name, kind)
+            if not isinstance(outcome, SourceError):
+                log.error(
+                    "metric read failed unexpectedly",
+                    extra={"target": self.name, "kind": kind},
+                    exc_info=outcome,
+                )
+            elif kind == "permanent":
+                log.error(
+                    "metric read failed permanently; fix the query or source: %s",
+                    outcome,
+                    extra={"target": self.name, "kind": kind},
+                )
+            else:
+                log.warning(
+                    "metric read failed, retrying next tick: %s",
+                    outcome,
+                    extra={"target": self.name, "kind": kind},
+                )
+            return Checked(None, Rule.EMPTY), math.inf
+        self.health.source_reached(self.name)
+        checked = check_latest(
+            outcome, now=now, max_age_s=self.settings.max_demand_age_s, negative=self.negative
+        )
+        if checked.rule not in (Rule.OK, Rule.NEGATIVE_CLAMPED):
+            self.telemetry.record_source_error(self.name, checked.rule.value)
+            log.warning(
+                "demand unusable (%s): holding, no scale-down",
+                checked.rule.value,
+                extra={"target": self.name, "rule": checked.rule.value},
+            )
+        if outcome is None:
+            return checked, math.inf
+        # A sample stamped after now (clock skew) counts as fresh, not as negative age.
+        age = max(0.0, now - outcome.timestamp)
+        self.forecaster.observe(outcome.timestamp, checked.value)
+        return checked, age
+
+    # -- act ----------------------------------------------------------------------------------
+
+    async def _act(self, result: TickResult) -> tuple[ScaleResult | None, str | None]:
+        decision = result.decision
+        if self.target.mode != "active" or not decision.changed:
+            return None, None
+        try:
+            scaled = await asyncio.wait_for(
+                self.actuator.scale(decision.desired), timeout=WRITE_TIMEOUT_S
+            )
+        except (ActuatorError, TimeoutError) as error:
+            return None, self._actuator_failed("write", error)
+        if scaled.written:
+            self.telemetry.record_write(self.name)
+        log.info(
+            "scaled %s from %d to %d (%s)",
+            self.actuator.describe(),
+            scaled.previous,
+            scaled.applied,
+            decision.reason,
+            extra={
+                "target": self.name,
+                "event": "scaled",
+                "previous": scaled.previous,
+                "desired": decision.desired,
+                "applied": scaled.applied,
+                "written": scaled.written,
+                "reason": decision.reason,
+            },
+        )
+        return scaled, None
+
+    def _actuator_failed(self, what: str, error: BaseException) -> str:
+        kind = "permanent" if isinstance(error, PermanentActuatorError) else "transient"
+        self.telemetry.record_actuator_error(self.name, kind)
+        message = f"{what} failed ({kind}): {error or type(error).__name__}"
+        extra = {"target": self.name, "kind": kind, "actuator": self.actuator.describe()}
+        if kind == "permanent":
+            log.error("%s; nothing written until it is fixed", message, extra=extra)
+        elif isinstance(error, ActuatorError | TimeoutError):
+            log.warning("%s; retrying next tick", message, extra=extra)
+        else:
+            log.error("%s", message, extra=extra, exc_info=error)
+        return message
+
+    async def _unreadable(self, now: float, checked: Checked, error: BaseException) -> TickReport:
+        """The target could not be read: no current size, so no decision and no write."""
+        message = self._actuator_failed("capacity read", error)
+        self.ticks += 1
+        await self._append(
+            AuditRecord(
+                target=self.name,
+                reason="target_unreadable",
+                inputs={"now": now, "demand": checked.value, "demand_rule": checked.rule.value},
+                error=message,
+            )
+        )
+        return TickReport(now, checked.value, checked.rule.value, None, None, None, message)
+
+    # -- record -------------------------------------------------------------------------------
+
+    async def _record(
+        self,
+        report: TickReport,
+        base_forecast: float | None,
+        forecast_source: str,
+        windows: tuple[str, ...],
+    ) -> None:
+        assert report.result is not None and report.capacity is not None
+        decision = report.result.decision
+        written = report.scaled is not None and report.scaled.written
+        inputs = {
+            "now": report.now,
+            "demand": report.demand,
+            "demand_rule": report.demand_rule,
+            "ready": report.capacity.ready,
+            "base_forecast": base_forecast,
+            "forecast_source": forecast_source,
+            "reasons": list(decision.reasons),
+            "forecast_units": decision.forecast_units,
+            "reactive_units": decision.reactive_units,
+            "mode": self.target.mode,
+            "windows": list(windows),
+        }
+        await self._append(
+            AuditRecord(
+                target=self.name,
+                reason=decision.reason,
+                desired=decision.desired,
+                current=decision.current,
+                forecast=report.result.forecast,
+                inputs=inputs,
+                written=written,
+                error=report.error,
+            )
+        )
+        level = logging.INFO if decision.changed or report.error else logging.DEBUG
+        log.log(
+            level,
+            "decided %d (now %d): %s",
+            decision.desired,
+            decision.current,
+            decision.reason,
+            extra={
+                "target": self.name,
+                "event": "decision",
+                "demand": report.demand,
+                "forecast": report.result.forecast,
+                "forecast_source": forecast_source,
+                "desired": decision.desired,
+                "current": decision.current,
+                "reason": decision.reason,
+                "mode": self.target.mode,
+                "written": written,
+            },
+        )
+
+    async def _append(self, record: AuditRecord) -> None:
+        try:
+            await self.audit.append_async(record)
+        except OSError as error:
+            # A full disk must not stop scaling: the decision is still logged here.
+            log.error("audit log write failed: %s", error, extra={"target": self.name})

@@ -1,0 +1,232 @@
+"""The daemon's lifecycle: start the agents, reload on SIGHUP, stop in stages on SIGTERM.
+
+Agents (asyncio tasks, named so logs and dumps read well): one ``target:<name>`` per target
+(its ``model_trainer`` then its ``reconciler``), ``health_server``, ``readiness_notifier``,
+``watchdog_pinger``. Shutdown order: stop advertising readiness, tell systemd STOPPING=1, stop
+starting ticks, give in-flight ticks (and their writes) a grace period, close adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from daemon import sdnotify
+from daemon.audit import AuditLog
+from daemon.errors import ConfigError, ElasticdError
+from daemon.runtime.app import Shared, TargetFactory, fingerprint
+from daemon.runtime.logging import configure_logging
+from daemon.runtime.signals import LastResort, SignalFlags
+from daemon.runtime.target import TargetRuntime
+from daemon.settings import Settings, load_settings
+from daemon.telemetry import HealthState, Telemetry, TelemetryServer
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("elasticd.supervisor")
+
+# An in-flight tick may be finishing a write; give it this long before cancelling it.
+GRACE_S = 10.0
+# Beyond the grace period, closing clients gets this long before the process is ended.
+LAST_RESORT_S = GRACE_S + 5.0
+
+
+class Supervisor:
+    """Runs one daemon process for the configuration at ``config_path``."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        settings: Settings,
+        *,
+        factory: Callable[[Shared], TargetFactory] = TargetFactory,
+        grace_s: float = GRACE_S,
+    ) -> None:
+        self.config_path = config_path
+        self.settings = settings
+        self.grace_s = grace_s
+        self.telemetry = Telemetry()
+        self.health = HealthState()
+        self.audit = _audit_log(settings)
+        self.shared = Shared(self.audit, self.telemetry, self.health, asyncio.Semaphore(1))
+        self.factory = factory(self.shared)
+        self.targets: dict[str, TargetRuntime] = {}
+        self.flags = SignalFlags()
+        self.server: TelemetryServer | None = None
+        self.last_resort = LastResort(LAST_RESORT_S)
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 if start-up failed."""
+        self.flags.install()
+        agents: list[asyncio.Task[None]] = []
+        try:
+            try:
+                await self._start_server()
+                await self._apply(self.settings, initial=True)
+            except (ElasticdError, OSError) as error:
+                log.error("start-up failed: %s", error, extra=_error_fields(error))
+                return 1
+            agents.append(asyncio.create_task(self._notify_ready(), name="readiness_notifier"))
+            interval = sdnotify.watchdog_interval_s()
+            if interval is not None:
+                agents.append(
+                    asyncio.create_task(sdnotify.watchdog_pinger(interval), name="watchdog_pinger")
+                )
+            agents.append(asyncio.create_task(self._reloader(), name="config_reloader"))
+            await self.flags.stop.wait()
+            self.last_resort.arm()
+            log.info("stopping", extra={"event": "stopping"})
+            return 0
+        finally:
+            await self._shutdown(agents)
+
+    # -- start and reload ---------------------------------------------------------------------
+
+    async def _start_server(self) -> None:
+        config = self.settings.telemetry
+        if not config.enabled:
+            return
+        self.server = TelemetryServer(
+            self.telemetry, self.health, host=config.host, port=config.port
+        )
+        await self.server.start()
+        log.info(
+            "telemetry at %s",
+            self.server.url,
+            extra={"event": "telemetry", "url": self.server.url, "port": self.server.port},
+        )
+
+    async def _apply(self, settings: Settings, *, initial: bool = False) -> None:
+        """Make the running targets match ``settings``: build changed and new targets first
+        (any failure leaves everything as it was), then swap them in."""
+        built: dict[str, TargetRuntime] = {}
+        try:
+            for index, target in enumerate(settings.targets):
+                running = self.targets.get(target.name)
+                if running is not None and running.fingerprint == fingerprint(settings, target):
+                    continue
+                built[target.name] = await self.factory.build(settings, index)
+        except BaseException:
+            for runtime in built.values():
+                await runtime.close()
+            raise
+        wanted = {target.name for target in settings.targets}
+        retired = [
+            runtime for name, runtime in self.targets.items() if name not in wanted or name in built
+        ]
+        for runtime in retired:
+            await runtime.stop(self.grace_s)
+            await runtime.close()
+            del self.targets[runtime.name]
+            if runtime.name not in wanted:
+                self.telemetry.forget_target(runtime.name)
+        self.settings = settings
+        self.health.set_targets(target.name for target in settings.targets)
+        for name, runtime in built.items():
+            self.targets[name] = runtime
+            runtime.start()
+        if not initial:
+            log.info(
+                "configuration reloaded: %d target(s) restarted, %d removed, %d unchanged",
+                len(built),
+                len([r for r in retired if r.name not in wanted]),
+                len(settings.targets) - len(built),
+                extra={
+                    "event": "reloaded",
+                    "restarted": sorted(built),
+                    "removed": sorted(r.name for r in retired if r.name not in wanted),
+                },
+            )
+
+    async def _reloader(self) -> None:
+        while True:
+            await self.flags.reload.wait()
+            self.flags.reload.clear()
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Load the file again; a bad file is logged with its YAML path and changes nothing."""
+        try:
+            settings = await asyncio.to_thread(load_settings, self.config_path)
+            if _needs_new_process(self.settings, settings):
+                raise ConfigError(
+                    "state_dir/audit", "changing them needs a restart; keeping the running ones"
+                )
+            previous_telemetry = self.settings.telemetry
+            await self._apply(settings)
+        except ElasticdError as error:
+            self.telemetry.record_reload(False)
+            log.error(
+                "configuration reload failed, keeping the running configuration: %s",
+                error,
+                extra={"event": "reload_failed", **_error_fields(error)},
+            )
+            return False
+        self.telemetry.record_reload(True)
+        configure_logging(settings.log_format)
+        if settings.telemetry != previous_telemetry:
+            await self._restart_server()
+        return True
+
+    async def _restart_server(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+        try:
+            await self._start_server()
+        except OSError as error:
+            log.error("telemetry server not restarted: %s", error)
+
+    async def _notify_ready(self) -> None:
+        """READY=1 once every target's model is in place and its source has answered."""
+        # HealthState has no event to await; polling ten times a second until ready is cheap.
+        while not self.health.readiness().ready:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        sdnotify.ready()
+        sdnotify.status(f"running {len(self.targets)} target(s)")
+        log.info("ready", extra={"event": "ready", "targets": sorted(self.targets)})
+
+    # -- stop ---------------------------------------------------------------------------------
+
+    async def _shutdown(self, agents: list[asyncio.Task[None]]) -> None:
+        self.health.set_stopping()
+        sdnotify.stopping()
+        for agent in agents:
+            agent.cancel()
+        # Every target gets the same grace period, at once, not one after another.
+        await asyncio.gather(
+            *(runtime.stop(self.grace_s) for runtime in self.targets.values()),
+            return_exceptions=True,
+        )
+        await asyncio.gather(
+            *(runtime.close() for runtime in self.targets.values()), return_exceptions=True
+        )
+        for agent in agents:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await agent
+        if self.server is not None:
+            await self.server.stop()
+        self.audit.close()
+        self.flags.uninstall()
+        log.info("stopped", extra={"event": "stopped"})
+
+
+def _audit_log(settings: Settings) -> AuditLog:
+    return AuditLog(
+        settings.audit.path, max_bytes=settings.audit.max_bytes, backups=settings.audit.backups
+    )
+
+
+def _needs_new_process(old: Settings, new: Settings) -> bool:
+    # The audit log is shared by every target and kept open; moving it under running
+    # reconcilers would split one history across two files mid-flight.
+    return old.audit != new.audit or old.state_dir != new.state_dir
+
+
+def _error_fields(error: BaseException) -> dict[str, str]:
+    if isinstance(error, ConfigError):
+        return {"path": error.path, "reason": error.reason}
+    return {"reason": str(error)}

@@ -1,0 +1,159 @@
+"""The ``model_trainer`` agent: one per target, fits the forecaster off the event loop.
+
+At start it fills the forecaster from the source's history (``training.history_window``), then
+either loads the saved model (when ``retrain_on_start`` is off) or fits a fresh one; a refused
+or missing artifact is logged and replaced by a fit. After that it refits every
+``training.cadence`` and saves each fitted model under ``state_dir/models``.
+
+Fits are CPU-heavy and run in a worker thread; a shared semaphore lets one fit run at a time,
+so on a small host several targets never fight over the cores the event loop needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import SourceError
+from daemon.forecasting import TargetForecaster
+from daemon.settings import TrainingConfig
+from daemon.sources.base import MetricQuery, MetricSource
+from daemon.sources.policy import NegativePolicy, clean_series
+from daemon.telemetry import HealthState, Telemetry
+
+__all__ = ["ModelTrainer"]
+
+log = logging.getLogger("elasticd.trainer")
+
+Clock = Callable[[], float]
+
+# History fetches at start: a few tries, since a daemon that starts with no history forecasts
+# with the weakest fallback until it has observed a day on its own.
+HISTORY_ATTEMPTS = 3
+HISTORY_RETRY_S = 2.0
+
+
+class ModelTrainer:
+    """Loads history into one target's forecaster and keeps its model fresh."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        source: MetricSource[Any],
+        query: MetricQuery[Any],
+        forecaster: TargetForecaster,
+        training: TrainingConfig,
+        model_dir: Path,
+        telemetry: Telemetry,
+        health: HealthState,
+        fit_slot: asyncio.Semaphore,
+        clock: Clock = time.time,
+        history_timeout_s: float = 60.0,
+        negative: NegativePolicy = NegativePolicy.CLAMP,
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.query = query
+        self.forecaster = forecaster
+        self.training = training
+        self.model_dir = model_dir
+        self.telemetry = telemetry
+        self.health = health
+        self.fit_slot = fit_slot
+        self.clock = clock
+        self.history_timeout_s = history_timeout_s
+        self.negative = negative
+        self.started = asyncio.Event()
+        """Set once history is loaded and a model (saved, fitted or fallback) is in place."""
+
+    async def run(self) -> None:
+        """Start up, then refit every ``training.cadence`` wall seconds until cancelled."""
+        await self.start()
+        while True:
+            await asyncio.sleep(self.training.cadence)
+            await self.fit()
+
+    async def start(self) -> None:
+        await self.load_history()
+        if not self.training.retrain_on_start:
+            refused = await asyncio.to_thread(self.forecaster.load, self.model_dir, self.name)
+            if refused is None:
+                log.info("loaded saved model", extra={"target": self.name, "event": "model_loaded"})
+                self.health.model_loaded(self.name)
+                self.started.set()
+                return
+            log.warning(
+                "saved model not used, training instead: %s",
+                refused,
+                extra={"target": self.name, "event": "model_refused"},
+            )
+        await self.fit()
+        self.started.set()
+
+    async def load_history(self) -> None:
+        """Replace the forecaster's buffer with the source's recent history."""
+        step = self.forecaster.settings.step_s
+        end = self.clock()
+        # Grid-aligned start, so the source's points fall on the forecaster's grid steps.
+        start = math.floor((end - self.training.history_window) / step) * step
+        for attempt in range(1, HISTORY_ATTEMPTS + 1):
+            try:
+                series = await asyncio.wait_for(
+                    self.source.history(self.query, start, end, step),
+                    timeout=self.history_timeout_s,
+                )
+            except (SourceError, TimeoutError) as error:
+                self.telemetry.record_source_error(self.name, "history")
+                log.warning(
+                    "history fetch failed (attempt %d/%d): %s",
+                    attempt,
+                    HISTORY_ATTEMPTS,
+                    error or "timed out",
+                    extra={"target": self.name},
+                )
+                if attempt < HISTORY_ATTEMPTS:
+                    await asyncio.sleep(HISTORY_RETRY_S * attempt)
+                continue
+            cleaned = clean_series(series, negative=self.negative)
+            self.forecaster.load_history(cleaned.series.timestamps, cleaned.series.values)
+            log.info(
+                "loaded %d points of history",
+                len(series),
+                extra={"target": self.name, "event": "history", "points": len(series)},
+            )
+            return
+        log.error(
+            "starting without history: forecasts use the fallback until enough is observed",
+            extra={"target": self.name},
+        )
+
+    async def fit(self) -> str:
+        """Fit in a worker thread (one fit at a time across targets), then save the model."""
+        async with self.fit_slot:
+            began = time.perf_counter()
+            reason = await asyncio.to_thread(self.forecaster.train, self.clock())
+            duration = time.perf_counter() - began
+        self.telemetry.record_training(self.name, duration)
+        self.health.model_loaded(self.name)
+        try:
+            await asyncio.to_thread(self.forecaster.save, self.model_dir, self.name)
+        except OSError as error:
+            log.error("could not save the model: %s", error, extra={"target": self.name})
+        log.info(
+            "trained in %.2fs: %s",
+            duration,
+            reason,
+            extra={
+                "target": self.name,
+                "event": "trained",
+                "duration_s": round(duration, 3),
+                "forecaster": self.forecaster.forecaster_name,
+            },
+        )
+        return reason
