@@ -35,6 +35,7 @@ from models.forecaster import (
 FloatArray = NDArray[np.float64]
 
 CONFORMAL_REFRESH_S = 3600.0
+_RUNG_CODES = {"recent_peak": 1, "seasonal_naive": 2, "model": 3}
 # Features look back at most a week plus a lead time plus a day; keep a margin.
 _FEATURE_HISTORY_S = 9 * 86_400.0
 
@@ -67,6 +68,7 @@ class TargetForecaster:
         self._first_index: int | None = None  # grid index of _values[0]
         self._values = np.empty(0)
         self._forecasts = np.empty(0)  # base forecast made at each grid step (NaN: none)
+        self._rungs = np.empty(0, dtype=np.int8)  # which rung made it (_RUNG_CODES)
         self._forecaster: PeakForecaster = RecentPeak()
         self._capacity = int((settings.train_window_s + _FEATURE_HISTORY_S) / settings.step_s)
         self._cached: tuple[int, float | None, str] | None = None
@@ -98,6 +100,7 @@ class TargetForecaster:
             if times.size == 0:
                 self._first_index, self._values = None, np.empty(0)
                 self._forecasts = np.empty(0)
+                self._rungs = np.empty(0, dtype=np.int8)
                 return
             index = np.floor(times / self.settings.step_s).astype(np.int64)
             first = int(index[0])
@@ -105,6 +108,7 @@ class TargetForecaster:
             grid[index - first] = values  # later samples in a step win
             self._first_index, self._values = first, grid
             self._forecasts = np.full(grid.size, np.nan)
+            self._rungs = np.zeros(grid.size, dtype=np.int8)
             self._trim()
             self._cached = None
 
@@ -115,6 +119,7 @@ class TargetForecaster:
             if self._first_index is None:
                 self._first_index = index
                 self._values, self._forecasts = np.full(1, np.nan), np.full(1, np.nan)
+                self._rungs = np.zeros(1, dtype=np.int8)
             self._extend_to(index)
             position = index - self._first_index
             if position < 0:
@@ -129,6 +134,7 @@ class TargetForecaster:
         if missing > 0:
             self._values = np.concatenate((self._values, np.full(missing, np.nan)))
             self._forecasts = np.concatenate((self._forecasts, np.full(missing, np.nan)))
+            self._rungs = np.concatenate((self._rungs, np.zeros(missing, dtype=np.int8)))
             self._trim()
 
     def _trim(self) -> None:
@@ -137,6 +143,7 @@ class TargetForecaster:
         if excess > self._capacity // 10 and self._first_index is not None:
             self._values = self._values[excess:].copy()
             self._forecasts = self._forecasts[excess:].copy()
+            self._rungs = self._rungs[excess:].copy()
             self._first_index += excess
 
     def _snapshot(self, seconds: float | None) -> tuple[FloatArray, FloatArray]:
@@ -222,27 +229,42 @@ class TargetForecaster:
             position = index - (self._first_index or 0)
             if 0 <= position < self._forecasts.size and result is not None:
                 self._forecasts[position] = result
+                self._rungs[position] = _RUNG_CODES.get(forecaster.name, 0)
         self._cached = (index, result, forecaster.name)
         return result, forecaster.name
 
     def conformal_offset(self) -> float:
-        """The residual-quantile offset from forecasts whose window has passed (hourly)."""
+        """The residual-quantile offset from forecasts whose window has passed.
+
+        Refreshed on whole multiples of the refresh period of the grid, from the residuals of
+        the rung in use only, exactly as the backtest computes it.
+        """
         with self._lock:
             if self._first_index is None:
                 return 0.0
-            last = self._first_index + self._values.size - 1
+            newest = self._first_index + self._values.size - 1
             refresh = max(1, round(CONFORMAL_REFRESH_S / self.settings.step_s))
-            if self._offset_index is not None and last - self._offset_index < refresh:
+            block = newest - newest % refresh
+            if self._offset_index == block:
                 return self._offset
-            window = int(self.calibration_settings().window_s / self.settings.step_s)
-            values = self._values[-(window + self.spec.lead_steps + 1) :].copy()
-            forecasts = self._forecasts[-values.size :].copy()
-        residuals = log_residuals(
-            future_peak(values, self.spec.lead_steps), forecasts, self.settings.unit_capacity
-        )
-        self._offset = conformal_offset(residuals, self.calibration_settings())
-        self._offset_index = last
-        return self._offset
+            k = self.spec.lead_steps
+            window = max(1, round(self.calibration_settings().window_s / self.settings.step_s))
+            resolved = block - k  # forecast j is resolved once j + k <= block
+            lo = max(self._first_index, resolved - window)
+            start, stop = lo - self._first_index, block - self._first_index + 1
+            values = self._values[start:stop].copy()
+            forecasts = self._forecasts[start:stop].copy()
+            rungs = self._rungs[start:stop].copy()
+            rung = _RUNG_CODES.get(self._forecaster.name, 0)
+        if resolved < lo:
+            offset = 0.0
+        else:
+            residuals = log_residuals(
+                future_peak(values, k), forecasts, self.settings.unit_capacity
+            )
+            offset = conformal_offset(residuals[rungs == rung], self.calibration_settings())
+        self._offset, self._offset_index = offset, block
+        return offset
 
     def calibration_settings(self) -> CalibrationSettings:
         return CalibrationSettings(

@@ -139,18 +139,28 @@ def base_forecasts(
     return forecast, sources, fits
 
 
-def conformal_offsets(trace: Trace, forecast: FloatArray, config: PlanConfig, k: int) -> FloatArray:
-    """The residual-quantile offset in force at each step, from forecasts resolved by then."""
+def conformal_offsets(
+    trace: Trace, forecast: FloatArray, sources: list[str], config: PlanConfig, k: int
+) -> FloatArray:
+    """The residual-quantile offset in force at each step, from forecasts resolved by then.
+
+    Only residuals of the rung in use count: a fallback's errors say nothing of the model's.
+    """
     settings = config.calibration_settings()
     residuals = log_residuals(future_peak(trace.values, k), forecast, config.unit_capacity)
+    rungs = np.asarray(sources)
     window = max(1, round(settings.window_s / trace.step_s))
     refresh = max(1, round(CONFORMAL_REFRESH_S / trace.step_s))
     offsets = np.zeros(len(trace))
-    for i in range(0, len(trace), refresh):
+    # Refresh on whole multiples of the refresh period of the absolute grid, as the daemon does.
+    phase = -round(trace.start / trace.step_s) % refresh
+    for i in range(phase, len(trace), refresh):
         # Forecast j's window ends at step j + k: resolved once j + k <= i.
         last = i - k
         if last >= 0:
-            offset = conformal_offset(residuals[max(0, last - window) : last + 1], settings)
+            lo = max(0, last - window)
+            same = rungs[lo : last + 1] == rungs[i]
+            offset = conformal_offset(residuals[lo : last + 1][same], settings)
             offsets[i : i + refresh] = offset
     return offsets
 
@@ -161,7 +171,7 @@ def replay_plan(trace: Trace, config: PlanConfig, *, progress: bool | None = Non
     k = lead_steps(config.lead_s, trace.step_s)
     spec = FeatureSpec(step_s=trace.step_s, lead_steps=k, scale=config.unit_capacity)
     base, sources, fits = base_forecasts(trace, config, spec)
-    offsets = conformal_offsets(trace, base, config, k)
+    offsets = conformal_offsets(trace, base, sources, config, k)
     planner_settings = config.planner_settings()
     calibration_settings = config.calibration_settings()
     values = trace.values.tolist()
@@ -177,7 +187,9 @@ def replay_plan(trace: Trace, config: PlanConfig, *, progress: bool | None = Non
         nonlocal state
         demand = values[i]
         predicted = base_list[i]
-        state = TickState(state.planner, with_conformal(state.calibration, offset_list[i]))
+        state = TickState(
+            state.planner, with_conformal(state.calibration, offset_list[i]), state.forecast_source
+        )
         result, state = tick(
             planner_settings,
             calibration_settings,

@@ -31,6 +31,7 @@ class TickInputs:
 class TickState:
     planner: PlannerState = field(default_factory=PlannerState)
     calibration: CalibrationState = field(default_factory=CalibrationState)
+    forecast_source: str = ""  # the rung the calibration was learnt for
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,10 @@ def tick(
 ) -> tuple[TickResult, TickState]:
     """Decide the desired units for ``inputs.now`` and return the state for the next step."""
     calibration = state.calibration
+    if inputs.forecast_source != state.forecast_source:
+        # A new rung of the ladder (say the model replacing a fallback) makes other errors:
+        # what the integral learnt about the old one would only mislead it.
+        calibration = CalibrationState(conformal=calibration.conformal)
     short: bool | None = None
     if demand_is_valid(inputs.demand, inputs.demand_age_s, planner_settings.max_demand_age_s):
         assert inputs.demand is not None
@@ -76,4 +81,5 @@ def tick(
         ),
     )
     result = TickResult(decision=decision, forecast=forecast, short=short)
-    return result, TickState(planner=planner_state, calibration=calibration)
+    next_state = TickState(planner_state, calibration, inputs.forecast_source)
+    return result, next_state

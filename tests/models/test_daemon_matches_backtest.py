@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from daemon.backtest.synthetic import TraceShape, generate_trace
-from daemon.backtest.walkforward import PlanConfig, base_forecasts
+from daemon.backtest.walkforward import PlanConfig, base_forecasts, conformal_offsets
 from daemon.forecasting import ForecastSettings, TargetForecaster
 
 
@@ -24,6 +24,7 @@ def test_streaming_forecasts_equal_the_walk_forward_replay() -> None:
     per_day = round(86_400.0 / trace.step_s)
     streamed = []
     names = []
+    offsets = []
     for i, (now, value) in enumerate(zip(trace.times.tolist(), trace.values.tolist(), strict=True)):
         if i % per_day == 0:
             daemon.train(now)
@@ -31,5 +32,9 @@ def test_streaming_forecasts_equal_the_walk_forward_replay() -> None:
         forecast, name = daemon.forecast(now)
         streamed.append(math.nan if forecast is None else forecast)
         names.append(name)
+        offsets.append(daemon.conformal_offset())
     assert names == sources
     np.testing.assert_allclose(np.array(streamed), replayed, rtol=1e-6, equal_nan=True)
+    replayed_offsets = conformal_offsets(trace, replayed, sources, config, settings.spec.lead_steps)
+    assert np.any(replayed_offsets != 0.0)
+    np.testing.assert_allclose(np.array(offsets), replayed_offsets, rtol=1e-6, atol=1e-9)
