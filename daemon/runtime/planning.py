@@ -50,7 +50,11 @@ def forecast_settings(
 ) -> ForecastSettings:
     return ForecastSettings(
         step_s=step_s,
-        lead_s=target.lead_time,
+        # The forecaster covers (g, g + lead] from the grid step g <= now, but a tick runs up
+        # to one step after g and its units are ready at now + lead: one more step makes the
+        # forecast window contain (now, now + lead] at any tick time. The backtest ticks on
+        # the grid (now == g) and needs no such step.
+        lead_s=target.lead_time + step_s,
         unit_capacity=target.unit_capacity,
         shortfall_target=target.shortfall_target,
         # The model never trains on more than the history the trainer fetches.
