@@ -1,0 +1,1 @@
+"""End-to-end tests: the daemon as a subprocess against real servers."""
