@@ -40,7 +40,7 @@ MIN_TRAIN_ROWS = 200
 DEFAULT_TRAIN_WINDOW_S = 28 * SECONDS_PER_DAY
 # Neighbouring rows are nearly copies of each other; beyond this many rows a fit gets slower,
 # not better. Rows are thinned evenly, keeping the newest.
-DEFAULT_MAX_TRAIN_ROWS = 8_000
+DEFAULT_MAX_TRAIN_ROWS = 6_000
 
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
