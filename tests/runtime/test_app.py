@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,46 +65,72 @@ def audit_lines(state_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+class NotifySocket:
+    """A NOTIFY_SOCKET as systemd binds it, read all along: the kernel queues only about ten
+    datagrams, and the daemon drops a notification rather than block on a full queue."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.messages: list[str] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.05)
+        self._done = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._done.is_set():
+            try:
+                self.messages.append(self._sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+
+    def close(self) -> list[str]:
+        self._done.set()
+        self._reader.join(timeout=5)
+        self._sock.close()
+        return self.messages
+
+
 @pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
-    """A NOTIFY_SOCKET as systemd binds it, to read READY=1 and STOPPING=1 from the daemon."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "notify.sock"))
-    sock.settimeout(0.1)
+def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
+    sock = NotifySocket(tmp_path / "notify.sock")
     yield sock
     sock.close()
 
 
-def received(sock: socket.socket) -> list[str]:
-    messages = []
-    while True:
-        try:
-            messages.append(sock.recv(4096).decode())
-        except TimeoutError:
-            return messages
-
-
 def test_sigterm_exits_zero_within_ten_seconds_with_sd_notify(
-    tmp_path: Path, notify_socket: socket.socket
+    tmp_path: Path, notify_socket: NotifySocket
 ) -> None:
     state = tmp_path / "state"
     config = write_config(tmp_path / "elasticd.yaml", simulator_config(state))
-    daemon = DaemonProcess(config, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+    # WatchdogSec=0.2s: systemd would expect a WATCHDOG=1 at least every 0.2 s.
+    env = {"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "200000"}
+    daemon = DaemonProcess(config, env=env)
     try:
         ready = daemon.wait_event("ready", timeout=60)
         assert ready["targets"] == ["checkout"]
         assert daemon.events("trained")[0]["forecaster"] == "model"
         daemon.wait_for(lambda: len(audit_lines(state)) >= 3, what="three decisions")
+        url = daemon.events("telemetry")[0]["url"]
+        with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        assert 'elasticd_desired_units{target="checkout"}' in metrics
+        assert 'elasticd_writes_total{target="checkout"}' in metrics
         code, seconds = daemon.stop(timeout=10)
     finally:
         daemon.kill()
     assert code == 0, daemon.tail()
     assert seconds < 10
     assert daemon.events("stopped")
-    messages = received(notify_socket)
+    messages = notify_socket.close()
     assert "READY=1" in messages
     assert "STOPPING=1" in messages
     assert messages.index("READY=1") < messages.index("STOPPING=1")
+    assert messages.count("WATCHDOG=1") >= 3
     # The trained model was saved under state_dir for the next start.
     assert (state / "models" / "checkout.json").exists()
     assert any(line["written"] for line in audit_lines(state))
