@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.e2e.daemon_process import DaemonProcess
+from tests.support.fake_kube import FakeKubeProcess, write_kubeconfig
 
 
 def simulator_config(state_dir: Path, **target: Any) -> dict[str, Any]:
@@ -222,3 +223,43 @@ def test_an_invalid_config_at_start_exits_with_its_yaml_path(tmp_path: Path) -> 
     assert time.monotonic() - began < 30
     error = daemon.events("config_error")[0]
     assert error["path"] == "targets[0].lead_time"
+
+
+def test_sigterm_lets_an_in_flight_write_finish(tmp_path: Path) -> None:
+    seed = tmp_path / "objects.yaml"
+    seed.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n"
+        "spec: {replicas: 1}\n",
+        encoding="utf-8",
+    )
+    fake = FakeKubeProcess.spawn(seed_file=seed)
+    try:
+        scale_path = "/apis/apps/v1/namespaces/shop/deployments/web/scale"
+        # The first write is held for 3 s by the API server: SIGTERM arrives meanwhile.
+        fake.inject_fault(scale_path, None, method="PATCH", delay=3.0)
+        state = tmp_path / "state"
+        config = simulator_config(state)
+        config["kubernetes"] = {
+            "kubeconfig": str(write_kubeconfig(tmp_path / "kubeconfig", fake.url)),
+            "in_cluster": False,
+        }
+        config["targets"] = [
+            config["targets"][0]
+            | {"name": "web", "kind": "deployment", "namespace": "shop", "workload": "web"}
+        ]
+        daemon = DaemonProcess(write_config(tmp_path / "elasticd.yaml", config))
+        try:
+            # Ready once the source answered, which is just before the first (held) write.
+            daemon.wait_event("ready", timeout=60)
+            assert not fake.writes()
+            code, seconds = daemon.stop(timeout=10)
+        finally:
+            daemon.kill()
+        writes = fake.writes()
+    finally:
+        fake.stop()
+    assert code == 0, daemon.tail()
+    assert 1.5 < seconds < 10  # it waited for the write, and no longer than the grace
+    assert [(w["verb"], w["status"]) for w in writes] == [("PATCH", 200)]
+    decision = audit_lines(state)[-1]
+    assert decision["written"] and decision["desired"] == writes[0]["body"]["spec"]["replicas"]
