@@ -2,7 +2,7 @@
 
 At start it fills the forecaster from the source's history (``training.history_window``), then
 either loads the saved model (when ``retrain_on_start`` is off) or fits a fresh one; a refused
-or missing artifact is logged and replaced by a fit. After that it refits every
+or missing artifact is logged and replaced by a fit. ``fit`` is then called every
 ``training.cadence`` and saves each fitted model under ``state_dir/models``.
 
 Fits are CPU-heavy and run in a worker thread; a shared semaphore lets one fit run at a time,
@@ -72,14 +72,9 @@ class ModelTrainer:
         self.started = asyncio.Event()
         """Set once history is loaded and a model (saved, fitted or fallback) is in place."""
 
-    async def run(self) -> None:
-        """Start up, then refit every ``training.cadence`` wall seconds until cancelled."""
-        await self.start()
-        while True:
-            await asyncio.sleep(self.training.cadence)
-            await self.fit()
-
     async def start(self) -> None:
+        """History, then a model: the saved one if allowed and accepted, else a fresh fit.
+        The refits on the cadence are driven by the target's runtime, which owns the task."""
         await self.load_history()
         if not self.training.retrain_on_start:
             refused = await asyncio.to_thread(self.forecaster.load, self.model_dir, self.name)

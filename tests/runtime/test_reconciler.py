@@ -26,6 +26,7 @@ from daemon.errors import PermanentSourceError, TransientSourceError
 from daemon.forecasting import TargetForecaster
 from daemon.runtime.planning import forecast_settings
 from daemon.runtime.reconciler import Reconciler
+from daemon.runtime.schedules import active_bounds
 from daemon.settings import KubernetesWorkloadTarget, SimulatorTarget, TrainingConfig
 from daemon.simulation import SimulatedWorld
 from daemon.sources.base import MetricQuery, Sample, Series
@@ -350,3 +351,51 @@ async def test_simulator_targets_tick_on_the_accelerated_clock(harness: Harness)
     assert first.scaled is not None and first.scaled.applied >= 4
     ready, pending = world.capacity()
     assert ready + pending == first.scaled.applied
+
+
+async def test_an_active_override_sets_the_floor_and_is_audited(
+    harness: Harness, fake_kube: FakeKube, actuator: KubernetesScaleActuator
+) -> None:
+    fake_kube.seed(deployment(2))
+    launch = {
+        "name": "launch",
+        "start": "2026-01-15T00:00:00Z",  # NOW is 2026-01-15 00:00 UTC
+        "end": "2026-01-15T02:00:00Z",
+        "min_units": 12,
+    }
+    target = web_target(overrides=[launch])
+    reconciler = harness.reconciler(target, ScriptedSource(150.0), actuator, level=150.0)
+
+    during = await reconciler.tick()
+    harness.clock.now += 3 * 3600  # the override has ended
+    after = await reconciler.tick()
+
+    assert during.result is not None and during.result.decision.desired == 12
+    assert during.result.decision.reason == "clamped_min"
+    assert harness.audit_lines()[0]["inputs"]["windows"] == ["launch"]
+    # Afterwards the floor is gone: back down, at the default 10 % a minute rate limit.
+    assert after.result is not None and after.result.decision.desired == 10
+    patches = fake_kube.writes_to(SCALE_PATH, verb="PATCH")
+    assert [w.body["spec"]["replicas"] for w in patches] == [12, 10]
+    assert harness.audit_lines()[1]["inputs"]["windows"] == []
+
+
+@pytest.mark.parametrize(
+    ("offset_s", "active"),
+    [(-60, False), (0, True), (3599, True), (3600, False)],
+    ids=["before", "at-start", "last-second", "ended"],
+)
+def test_schedule_windows_follow_their_cron_in_their_time_zone(
+    offset_s: float, active: bool
+) -> None:
+    # 07:30 in Berlin is 06:30 UTC in January; NOW is a Thursday at 00:00 UTC.
+    window = {
+        "name": "warmup",
+        "cron": "30 7 * * 1-5",
+        "duration": "1h",
+        "timezone": "Europe/Berlin",
+        "min_units": 10,
+    }
+    target = web_target(schedules=[window])
+    bounds = active_bounds(target, NOW + 6.5 * 3600 + offset_s)
+    assert (bounds.min_units, bounds.names) == ((10, ("warmup",)) if active else (None, ()))
