@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -25,26 +26,23 @@ def _duration(text: str) -> float:
 
 
 def _add_plan_options(parser: argparse.ArgumentParser, *, demo: bool) -> None:
-    required = not demo
+    # With --config the target supplies these; otherwise backtest_command insists on them.
     parser.add_argument(
         "--unit-capacity",
         type=float,
-        required=required,
-        default=None if required else 100.0,
+        default=None if not demo else 100.0,
         help="demand one unit (replica, node) serves at 100 %%",
     )
     parser.add_argument(
         "--lead-time",
         type=_duration,
-        required=required,
-        default=None if required else 600.0,
+        default=None if not demo else 600.0,
         help="time from requesting a unit until it serves (300, 5m, 1h)",
     )
     parser.add_argument(
         "--warmup",
         type=_duration,
-        required=required,
-        default=None if required else 7 * 86_400.0,
+        default=None if not demo else 7 * 86_400.0,
         help="history-only prefix of the trace, not scored (e.g. 7d)",
     )
     parser.add_argument(
@@ -89,6 +87,10 @@ def register(subparsers: Any) -> None:
     backtest.add_argument("--decisions-out", type=Path, required=True)
     backtest.add_argument("--report-out", type=Path)
     backtest.add_argument("--plot-out", type=Path)
+    backtest.add_argument(
+        "--config", type=Path, help="take the planner settings of a target from this config"
+    )
+    backtest.add_argument("--target", help="the target of --config to replay (default: first)")
     backtest.set_defaults(handler=backtest_command)
 
     demo = subparsers.add_parser(
@@ -102,16 +104,55 @@ def register(subparsers: Any) -> None:
 
 
 def plan_config(args: argparse.Namespace) -> PlanConfig:
+    """Replay parameters from the flags, or from a target of ``--config`` where flags are unset."""
+    config_path: Path | None = getattr(args, "config", None)
+    if config_path is None:
+        missing = [
+            flag
+            for flag, value in (
+                ("--unit-capacity", args.unit_capacity),
+                ("--lead-time", args.lead_time),
+                ("--warmup", args.warmup),
+            )
+            if value is None
+        ]
+        if missing:
+            raise InputError(f"missing {', '.join(missing)} (or give --config and --target)")
+        return PlanConfig(
+            unit_capacity=args.unit_capacity,
+            lead_s=args.lead_time,
+            warmup_s=args.warmup,
+            shortfall_target=0.01 if args.shortfall_target is None else args.shortfall_target,
+            retrain_every_s=args.retrain_every,
+            min_units=args.min_units,
+            max_units=args.max_units,
+            scale_down_stabilisation_s=args.scale_down_stabilisation,
+            seed=args.seed,
+        )
+    # Imported here: the runtime's mapping pulls in the settings models, which plain replays
+    # from flags do not need.
+    from daemon.runtime.planning import planner_settings
+    from daemon.settings import load_settings
+
+    settings = load_settings(config_path)
+    try:
+        target = settings.target(args.target) if args.target else settings.targets[0]
+    except KeyError:
+        names = ", ".join(t.name for t in settings.targets)
+        raise InputError(f"--target {args.target!r} is not in {config_path} ({names})") from None
+    planner = planner_settings(target)
+    if args.unit_capacity is not None:
+        planner = dataclasses.replace(planner, unit_capacity=args.unit_capacity)
     return PlanConfig(
-        unit_capacity=args.unit_capacity,
-        lead_s=args.lead_time,
-        warmup_s=args.warmup,
-        shortfall_target=args.shortfall_target,
+        unit_capacity=planner.unit_capacity,
+        lead_s=target.lead_time if args.lead_time is None else args.lead_time,
+        warmup_s=7 * 86_400.0 if args.warmup is None else args.warmup,
+        shortfall_target=(
+            target.shortfall_target if args.shortfall_target is None else args.shortfall_target
+        ),
         retrain_every_s=args.retrain_every,
-        min_units=args.min_units,
-        max_units=args.max_units,
-        scale_down_stabilisation_s=args.scale_down_stabilisation,
         seed=args.seed,
+        planner=planner,
     )
 
 
@@ -141,13 +182,12 @@ def run_and_write(
 
 def backtest_command(args: argparse.Namespace) -> int:
     try:
-        if not args.unit_capacity > 0:
-            raise InputError(f"--unit-capacity must be > 0, got {args.unit_capacity}")
+        config = plan_config(args)
         trace = load_trace(args.trace)
         run_and_write(
             trace,
             args.trace.name,
-            plan_config(args),
+            config,
             args,
             args.decisions_out,
             args.report_out,

@@ -122,6 +122,7 @@ def baseline_report(points: list[BaselinePoint], plan_cost: float, plan_short: f
 
 def build_report(result: Backtest, trace_name: str) -> dict[str, Any]:
     config, plan, plan_score = result.config, result.plan, result.plan_score
+    planner = config.planner_settings()
     scored = scored_mask(result.trace.times, result.trace.values, config.warmup_s)
     reasons = Counter(r for r, s in zip(plan.reasons, scored.tolist(), strict=True) if s)
     return {
@@ -135,8 +136,11 @@ def build_report(result: Backtest, trace_name: str) -> dict[str, Any]:
             "warmup_s": config.warmup_s,
             "shortfall_target": config.shortfall_target,
             "retrain_every_s": config.retrain_every_s,
-            "reactive_utilisation": config.reactive_utilisation,
-            "scale_down_stabilisation_s": config.scale_down_stabilisation_s,
+            "reactive_utilisation": planner.reactive_utilisation,
+            "scale_down_stabilisation_s": planner.scale_down_stabilisation_s,
+            "scale_down_tolerance": planner.scale_down_tolerance,
+            "min_units": planner.min_units,
+            "max_units": planner.max_units,
         },
         "cost_ratio": result.cost_ratio,
         "short_fraction": plan_score.short_fraction,

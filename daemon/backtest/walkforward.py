@@ -61,8 +61,12 @@ class PlanConfig:
     calibration_gain: float = 0.03
     base_quantile: float | None = None  # None: derived from the shortfall target
     seed: int = 0
+    # A target's own planner settings (``--config``); None: built from the fields above.
+    planner: PlannerSettings | None = None
 
     def planner_settings(self) -> PlannerSettings:
+        if self.planner is not None:
+            return self.planner
         return PlannerSettings(
             unit_capacity=self.unit_capacity,
             min_units=self.min_units,

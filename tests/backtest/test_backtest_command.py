@@ -88,3 +88,48 @@ def test_report_compares_both_baselines_and_the_plot_is_a_png(
     assert float(report["cost_ratio"]) >= 1.0 or float(report["short_fraction"]) > 0
     assert (out / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert np.isfinite(float(report["cost_ratio"]))
+
+
+def test_config_supplies_the_targets_planner_settings(
+    backtest_run: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    out, _ = backtest_run
+    config = tmp_path / "elasticd.yaml"
+    config.write_text(
+        "sources:\n  prom: {type: prometheus, url: 'http://127.0.0.1:9090'}\n"
+        "targets:\n  - name: web\n    kind: deployment\n    namespace: shop\n"
+        "    workload: web\n    source: prom\n    query: sum(rate(x[1m]))\n"
+        "    unit_capacity: 150\n    lead_time: 20m\n    min_units: 2\n    max_units: 40\n"
+        "    reactive_utilisation: 0.7\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "daemon",
+            "backtest",
+            str(out / "t.csv"),
+            "--config",
+            str(config),
+            "--target",
+            "web",
+            "--warmup",
+            "3d",
+            "--decisions-out",
+            str(tmp_path / "d.csv"),
+            "--report-out",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    parameters = json.loads((tmp_path / "r.json").read_text())["parameters"]
+    assert parameters["lead_time_s"] == 1200.0
+    assert parameters["reactive_utilisation"] == 0.7
+    assert (parameters["min_units"], parameters["max_units"]) == (2, 40)
+    with (tmp_path / "d.csv").open() as handle:
+        desired = [int(row["desired"]) for row in csv.DictReader(handle)]
+    assert min(desired) >= 2 and max(desired) <= 40

@@ -27,8 +27,10 @@ def test_defaults_are_safe(config: dict[str, Any]) -> None:
     # Nothing is written until the user opts in.
     assert web.mode == "forecast-only"
     assert web.act_via == "replicas"
-    assert (web.min_units, web.shortfall_target, web.reactive_utilisation) == (1, 0.01, 0.8)
-    assert web.scale_down_stabilisation == 300.0
+    assert (web.min_units, web.shortfall_target, web.reactive_utilisation) == (1, 0.01, 1.0)
+    # The same planner defaults as `elasticd backtest`, so its numbers describe this target.
+    assert (web.scale_down_stabilisation, web.scale_down_tolerance) == (0.0, 0.0)
+    assert web.scale_down_limit is None
 
 
 def test_targets_are_typed_by_kind(config: dict[str, Any]) -> None:
