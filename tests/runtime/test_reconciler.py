@@ -363,7 +363,8 @@ async def test_an_active_override_sets_the_floor_and_is_audited(
         "end": "2026-01-15T02:00:00Z",
         "min_units": 12,
     }
-    target = web_target(overrides=[launch])
+    limit = {"period": "1m", "max_percent": 10}
+    target = web_target(overrides=[launch], scale_down_limit=limit)
     reconciler = harness.reconciler(target, ScriptedSource(150.0), actuator, level=150.0)
 
     during = await reconciler.tick()
@@ -373,7 +374,7 @@ async def test_an_active_override_sets_the_floor_and_is_audited(
     assert during.result is not None and during.result.decision.desired == 12
     assert during.result.decision.reason == "clamped_min"
     assert harness.audit_lines()[0]["inputs"]["windows"] == ["launch"]
-    # Afterwards the floor is gone: back down, at the default 10 % a minute rate limit.
+    # Afterwards the floor is gone: back down, at the 10 % a minute rate limit.
     assert after.result is not None and after.result.decision.desired == 10
     patches = fake_kube.writes_to(SCALE_PATH, verb="PATCH")
     assert [w.body["spec"]["replicas"] for w in patches] == [12, 10]
