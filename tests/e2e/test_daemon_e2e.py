@@ -228,5 +228,5 @@ def test_daemon_scales_up_a_lead_time_before_the_daily_rise(
     print(
         f"\nwrites {deadline - first_patch['time']:.0f}s ahead of the deadline "
         f"(crossing at +{crossing - began:.0f}s, lead {LEAD:.0f}s); "
-        f"test took {time.time() - began:.1f}s"
+        f"SIGTERM to exit {seconds:.2f}s; test took {time.time() - began:.1f}s"
     )
