@@ -76,12 +76,17 @@ class RecentPeak:
 
 @dataclass(frozen=True, slots=True)
 class SeasonalNaive:
-    """Yesterday's rise over the same window applied to today's level, never below now."""
+    """The rise over the same window yesterday and a week ago (the larger, once a week is
+    known: a Monday morning looks like last Monday, not like Sunday), applied to today's
+    level, never below now."""
 
     name: str = "seasonal_naive"
 
     def predict_log(self, features: Features, rows: IndexArray) -> FloatArray:
-        shape = features.matrix[rows, _COLUMN["yesterday_shape"]]
+        shape = np.fmax(
+            features.matrix[rows, _COLUMN["yesterday_shape"]],
+            features.matrix[rows, _COLUMN["last_week_shape"]],
+        )
         recent = features.matrix[rows, _COLUMN["max_lead_rel"]]
         rel = np.fmax(shape, recent)
         return features.anchor[rows] + np.where(np.isfinite(rel), rel, 0.0)
