@@ -8,7 +8,10 @@ changes the number appends its ``Reason``:
    or without demand, never below the current units;
 2. stabilise scale-downs over the window, then ignore scale-downs inside the tolerance band;
 3. rate-limit the change for its direction;
-4. clamp to the bounds, last, so they always hold.
+4. clamp to the bounds, last, so they always hold. When the forecast needs more than the
+   maximum, reason ``forecast_above_max`` follows the source reason; the ``increase`` above-max
+   policy raises the maximum for this tick, and a number above the configured one then ends
+   with reason ``above_max_increase``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import TypeGuard
 
+from daemon.core.above_max import raised_max
 from daemon.core.ratelimit import limit_rate, longest_period, record_scale_event
 from daemon.core.reactive import hpa_recommendation, units_to_serve
 from daemon.core.stabilisation import hold_small_scale_down, stabilise_scale_down
@@ -52,6 +56,13 @@ def plan(
         # The number came from the fallback model's forecast: say so, not just "forecast".
         if reason is Reason.FORECAST:
             reason = Reason.FALLBACK_MODEL
+    lowest, highest = effective_bounds(settings, inputs)
+    if forecast_units is not None and forecast_units > highest:
+        # Noted here, next to the signal: later stages may still change the number.
+        reasons.append(Reason.FORECAST_ABOVE_MAX)
+    allowed = raised_max(
+        highest, forecast_units, settings.above_max_policy, settings.above_max_buffer_percent
+    )
 
     desired, recommendations = stabilise_scale_down(
         state.recommendations, inputs.now, settings.scale_down_stabilisation_s, recommendation
@@ -78,9 +89,12 @@ def plan(
         desired = limited
         reasons.append(reason)
 
-    lowest, highest = effective_bounds(settings, inputs)
-    if desired > highest:
-        desired, reason = highest, Reason.CLAMPED_MAX
+    if desired > allowed:
+        desired, reason = allowed, Reason.CLAMPED_MAX
+        reasons.append(reason)
+    elif desired > highest:
+        # Only the increase policy gets here: above the configured max, within the buffer.
+        reason = Reason.ABOVE_MAX_INCREASE
         reasons.append(reason)
     elif desired < lowest:
         desired, reason = lowest, Reason.CLAMPED_MIN

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from daemon.core.above_max import check_policy
+
 
 class Reason(StrEnum):
     """Why the planner chose a number; a ``Decision`` lists them in the order they applied."""
@@ -36,6 +38,10 @@ class Reason(StrEnum):
     """The forecast came from a fallback model, not the trained one."""
     HOLD_MISSING_METRICS = "hold_missing_metrics"
     """Demand was missing, invalid or stale: no scale-down on a guess."""
+    FORECAST_ABOVE_MAX = "forecast_above_max"
+    """The forecast needs more units than the maximum; noted whatever the above-max policy."""
+    ABOVE_MAX_INCREASE = "above_max_increase"
+    """Above the maximum, within the buffer the ``increase`` above-max policy allows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,11 @@ class PlannerSettings:
     """Cap on scale-down speed; None = unlimited (stabilisation still applies)."""
     max_demand_age_s: float = float("inf")
     """Seconds after which an observation is stale and counts as missing."""
+    above_max_policy: str = "honor"
+    """When the forecast needs more than the maximum: ``"honor"`` caps at it, ``"increase"``
+    raises it this tick by ``above_max_buffer_percent`` (see ``daemon.core.above_max``)."""
+    above_max_buffer_percent: float = 0.0
+    """With ``"increase"``: percent above the maximum allowed, >= 0."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.unit_capacity) and self.unit_capacity > 0):
@@ -125,6 +136,7 @@ class PlannerSettings:
         # inf is allowed (never stale); NaN fails this comparison and is rejected.
         if not (self.max_demand_age_s >= 0):
             raise ValueError(f"max_demand_age_s must be >= 0, got {self.max_demand_age_s!r}")
+        check_policy(self.above_max_policy, self.above_max_buffer_percent)
 
 
 @dataclass(frozen=True, slots=True)
