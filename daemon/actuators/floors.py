@@ -1,0 +1,344 @@
+"""Floor actuators: write the *minimum* of a reactive autoscaler, not the size itself.
+
+With ``act_via: hpa-floor``, ``asg-floor`` or ``nodegroup-floor`` the forecast becomes the
+lower bound of the HPA, Auto Scaling group or EKS node group, and that autoscaler keeps
+reacting above it: unforeseen load is still caught, and nothing fights over one number.
+Each class implements ``Actuator`` with the floor as ``Capacity.desired``, so the reconciler
+uses them unchanged; ``max_size`` is the autoscaler's maximum (the floor cannot pass it).
+
+``find_owning_hpa`` lets the runtime refuse ``act_via: replicas`` on a workload an HPA owns:
+writing the replica count under an HPA only flaps (each undoes the other's write).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aioboto3
+import aiohttp
+from botocore.config import Config
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from daemon.actuators.aws import AwsClient
+from daemon.actuators.base import Capacity, ScaleResult, clamp
+from daemon.actuators.kubernetes import MERGE_PATCH, map_api_error
+from daemon.actuators.retry import RetryPolicy, with_retries
+from daemon.errors import ConflictError, PermanentActuatorError
+
+__all__ = [
+    "AsgFloorActuator",
+    "HpaFloorActuator",
+    "NodegroupFloorActuator",
+    "find_owning_hpa",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_KUBE_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError)
+# The API server refuses minReplicas below 1 (unless the HPAScaleToZero gate is on).
+HPA_MIN_FLOOR = 1
+
+
+class HpaFloorActuator:
+    """Reads and writes ``spec.minReplicas`` of one autoscaling/v2 HorizontalPodAutoscaler.
+
+    The workload's own scale subresource is never written: the HPA sizes the workload, at
+    least to the floor written here. ``ready`` is the HPA's ``status.currentReplicas``.
+    """
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        hpa_name: str,
+        *,
+        retry: RetryPolicy | None = None,
+        conflict_attempts: int = 3,
+        request_timeout: float = 10.0,
+        close_client: bool = False,
+    ) -> None:
+        """``close_client``: whether ``close()`` also closes ``api_client``."""
+        if conflict_attempts < 1:
+            raise ValueError("conflict_attempts must be at least 1")
+        self.namespace = namespace
+        self.name = hpa_name
+        self._client = api_client
+        self._hpas = client.AutoscalingV2Api(api_client)
+        self._retry = retry or RetryPolicy()
+        self._conflict_attempts = conflict_attempts
+        self._timeout = request_timeout
+        self._close_client = close_client
+        # Typed loosely: the generated signature does not declare its underscore options.
+        self._patch_fn: Callable[..., Awaitable[Any]] = (
+            self._hpas.patch_namespaced_horizontal_pod_autoscaler
+        )
+
+    def describe(self) -> str:
+        return f"hpa {self.namespace}/{self.name} floor"
+
+    async def read(self) -> Capacity:
+        return _hpa_capacity(await self._read())
+
+    async def scale(self, desired: int) -> ScaleResult:
+        """Patch ``minReplicas`` on the version just read, within [1, maxReplicas]; on 409
+        (the HPA controller updates the object too) re-read and try again."""
+        attempt = 0
+        while True:
+            attempt += 1
+            hpa = await self._read()
+            current = _hpa_capacity(hpa)
+            applied = clamp(desired, HPA_MIN_FLOOR, current.max_size)
+            _log_clamp(self.describe(), desired, applied, HPA_MIN_FLOOR, current.max_size)
+            if applied == current.desired:
+                return ScaleResult(False, current.desired, desired, applied)
+            body = {
+                "metadata": {"resourceVersion": hpa.metadata.resource_version},
+                "spec": {"minReplicas": applied},
+            }
+            try:
+                await self._patch(body)
+            except ConflictError:
+                if attempt >= self._conflict_attempts:
+                    raise
+                log.info("%s changed while writing; re-reading", self.describe())
+                continue
+            return ScaleResult(True, current.desired, desired, applied)
+
+    async def close(self) -> None:
+        if self._close_client:
+            await self._client.close()
+
+    async def _patch(self, body: dict[str, Any]) -> Any:
+        # A retry after a timeout resends the same resourceVersion: if the first try landed,
+        # the server answers 409 and scale() re-reads, finding nothing left to do.
+        return await self._call(
+            lambda: self._patch_fn(
+                self.name,
+                self.namespace,
+                body,
+                _content_type=MERGE_PATCH,
+                _request_timeout=self._timeout,
+            ),
+            "patch",
+        )
+
+    async def _read(self) -> Any:
+        return await self._call(
+            lambda: self._hpas.read_namespaced_horizontal_pod_autoscaler(
+                self.name, self.namespace, _request_timeout=self._timeout
+            ),
+            "read",
+        )
+
+    async def _call(self, request: Callable[[], Awaitable[T]], verb: str) -> T:
+        what = f"{verb} {self.describe()}"
+
+        async def mapped() -> T:
+            try:
+                return await request()
+            except _KUBE_ERRORS as error:
+                raise map_api_error(error, what) from error
+
+        return await with_retries(mapped, self._retry, what=what)
+
+
+def _hpa_capacity(hpa: Any) -> Capacity:
+    spec, status = hpa.spec, hpa.status
+    current = getattr(status, "current_replicas", None) if status is not None else None
+    return Capacity(
+        # The API server defaults an omitted minReplicas to 1.
+        desired=int(spec.min_replicas) if spec.min_replicas is not None else HPA_MIN_FLOOR,
+        ready=int(current) if current is not None else None,
+        min_size=None,
+        max_size=int(spec.max_replicas),
+    )
+
+
+async def find_owning_hpa(
+    api_client: client.ApiClient, namespace: str, kind: str, name: str
+) -> str | None:
+    """The name of the HPA whose ``scaleTargetRef`` is the ``kind``/``name`` workload, if any.
+
+    Several HPAs on one workload is a misconfiguration the HPA controller itself refuses to
+    act on; the first by name is returned so the caller can name one in its message.
+    """
+    what = f"list horizontalpodautoscalers in {namespace}"
+    try:
+        answer = await client.AutoscalingV2Api(
+            api_client
+        ).list_namespaced_horizontal_pod_autoscaler(namespace)
+    except _KUBE_ERRORS as error:
+        raise map_api_error(error, what) from error
+    owners = sorted(
+        hpa.metadata.name
+        for hpa in answer.items or []
+        if hpa.spec is not None
+        and hpa.spec.scale_target_ref.kind == kind
+        and hpa.spec.scale_target_ref.name == name
+    )
+    return owners[0] if owners else None
+
+
+class AsgFloorActuator:
+    """Reads and writes ``MinSize`` of one EC2 Auto Scaling group.
+
+    ``DesiredCapacity`` is never sent, so Cluster Autoscaler, Karpenter or scaling policies
+    keep sizing the group above the floor. When a new MinSize exceeds the group's current
+    size, AWS raises DesiredCapacity to it by itself (so does moto, comparing against its
+    instance count); lowering MinSize leaves DesiredCapacity for the autoscaler to reduce.
+    """
+
+    def __init__(
+        self,
+        group_name: str,
+        *,
+        region: str,
+        endpoint_url: str | None = None,
+        session: aioboto3.Session | None = None,
+        client_config: Config | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.group_name = group_name
+        self._autoscaling = AwsClient(
+            "autoscaling",
+            region=region,
+            endpoint_url=endpoint_url,
+            session=session,
+            client_config=client_config,
+            retry=retry,
+        )
+
+    def describe(self) -> str:
+        return f"auto scaling group {self.group_name} floor"
+
+    async def read(self) -> Capacity:
+        answer = await self._autoscaling.call(
+            "describe_auto_scaling_groups",
+            f"describe {self.describe()}",
+            AutoScalingGroupNames=[self.group_name],
+        )
+        groups: list[dict[str, Any]] = answer.get("AutoScalingGroups", [])
+        # AWS answers an unknown name with an empty list, not an error.
+        if not groups:
+            raise PermanentActuatorError(f"{self.describe()}: group not found")
+        group = groups[0]
+        ready = sum(
+            1
+            for instance in group.get("Instances", [])
+            if instance.get("LifecycleState") == "InService"
+            and instance.get("HealthStatus") == "Healthy"
+        )
+        return Capacity(
+            desired=int(group["MinSize"]),
+            ready=ready,
+            min_size=None,
+            max_size=int(group["MaxSize"]),
+        )
+
+    async def scale(self, desired: int) -> ScaleResult:
+        current = await self.read()
+        applied = clamp(desired, 0, current.max_size)
+        _log_clamp(self.describe(), desired, applied, 0, current.max_size)
+        if applied == current.desired:
+            return ScaleResult(False, current.desired, desired, applied)
+        await self._autoscaling.call(
+            "update_auto_scaling_group",
+            f"update {self.describe()}",
+            AutoScalingGroupName=self.group_name,
+            MinSize=applied,
+        )
+        return ScaleResult(True, current.desired, desired, applied)
+
+    async def close(self) -> None:
+        await self._autoscaling.close()
+
+
+class NodegroupFloorActuator:
+    """Reads and writes ``scalingConfig.minSize`` of one EKS managed node group.
+
+    EKS refuses a minSize above desiredSize, so a raised floor also raises desiredSize to it
+    (only when below); otherwise desiredSize is left to Cluster Autoscaler or Karpenter.
+    """
+
+    def __init__(
+        self,
+        cluster: str,
+        nodegroup: str,
+        *,
+        region: str,
+        endpoint_url: str | None = None,
+        session: aioboto3.Session | None = None,
+        client_config: Config | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.nodegroup = nodegroup
+        self._eks = AwsClient(
+            "eks",
+            region=region,
+            endpoint_url=endpoint_url,
+            session=session,
+            client_config=client_config,
+            retry=retry,
+        )
+
+    def describe(self) -> str:
+        return f"eks nodegroup {self.cluster}/{self.nodegroup} floor"
+
+    async def read(self) -> Capacity:
+        scaling = await self._scaling_config()
+        return Capacity(
+            desired=int(scaling.get("minSize", 0)),
+            ready=None,
+            min_size=None,
+            max_size=int(scaling["maxSize"]),
+        )
+
+    async def scale(self, desired: int) -> ScaleResult:
+        scaling = await self._scaling_config()
+        previous = int(scaling.get("minSize", 0))
+        maximum = int(scaling["maxSize"])
+        applied = clamp(desired, 0, maximum)
+        _log_clamp(self.describe(), desired, applied, 0, maximum)
+        if applied == previous:
+            return ScaleResult(False, previous, desired, applied)
+        # Only the fields that must change are sent: resending the max or desired size we
+        # read could undo a change the node autoscaler made since.
+        config: dict[str, int] = {"minSize": applied}
+        if int(scaling.get("desiredSize", 0)) < applied:
+            config["desiredSize"] = applied
+        await self._eks.call(
+            "update_nodegroup_config",
+            f"update {self.describe()}",
+            clusterName=self.cluster,
+            nodegroupName=self.nodegroup,
+            scalingConfig=config,
+        )
+        return ScaleResult(True, previous, desired, applied)
+
+    async def close(self) -> None:
+        await self._eks.close()
+
+    async def _scaling_config(self) -> dict[str, Any]:
+        answer = await self._eks.call(
+            "describe_nodegroup",
+            f"describe {self.describe()}",
+            clusterName=self.cluster,
+            nodegroupName=self.nodegroup,
+        )
+        scaling: dict[str, Any] = answer["nodegroup"].get("scalingConfig", {})
+        if "maxSize" not in scaling:
+            raise PermanentActuatorError(f"{self.describe()}: no scalingConfig.maxSize")
+        return scaling
+
+
+def _log_clamp(
+    what: str, desired: int, applied: int, minimum: int | None, maximum: int | None
+) -> None:
+    if applied != desired:
+        log.info("%s: %d clamped to %d (bounds %s..%s)", what, desired, applied, minimum, maximum)
