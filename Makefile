@@ -1,5 +1,5 @@
-# Two commands a newcomer needs: `make demo` (install, then run the main job on an embedded
-# default) and `make test` (install, then lint, type-check and run every test).
+# Two commands a newcomer needs: `make demo` (install, backtest a generated trace, then run the
+# real daemon on an embedded simulator) and `make test` (install, lint, type-check, run every test).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,6 +20,8 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/elasticd demo --out-dir demo-out
+	@echo "starting the daemon on the embedded simulator (config/local.yaml); Ctrl-C stops it"
+	$(BIN)/elasticd run --config config/local.yaml
 
 lint: install
 	$(BIN)/ruff check .

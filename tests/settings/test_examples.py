@@ -36,7 +36,7 @@ def test_local_example_runs_a_simulator_actively_on_loopback() -> None:
     assert (target.kind, target.mode) == ("simulator", "active")
     source = settings.sources[target.source]
     assert isinstance(source, SimulatorSourceConfig)
-    assert source.speedup == 600
+    assert source.speedup == 120
     assert source.generate is not None and source.generate.step == 300.0
 
 
