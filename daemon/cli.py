@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "daemon.commands.validate",
     "daemon.commands.config_schema",
     "daemon.commands.run",
+    "daemon.commands.explain",
 )
 
 
