@@ -7,8 +7,6 @@ sides free of the other's vocabulary.
 
 from __future__ import annotations
 
-import math
-
 from daemon.core.types import PlannerSettings, RateLimit
 from daemon.forecasting import ForecastSettings
 from daemon.settings import ScaleLimit, TargetConfig, TrainingConfig
@@ -24,18 +22,14 @@ def rate_limit(limit: ScaleLimit | None) -> RateLimit | None:
     )
 
 
-def effective_max_units(target: TargetConfig) -> int:
-    """``max_units``, or above it by the buffer when ``above_max.policy`` is ``increase``."""
-    if target.above_max.policy == "increase":
-        return math.floor(target.max_units * (1 + target.above_max.buffer_percent / 100))
-    return target.max_units
-
-
 def planner_settings(target: TargetConfig) -> PlannerSettings:
     return PlannerSettings(
         unit_capacity=target.unit_capacity,
         min_units=target.min_units,
-        max_units=effective_max_units(target),
+        max_units=target.max_units,
+        # The planner applies the above-max policy per tick, over whatever max a schedule set.
+        above_max_policy=target.above_max.policy,
+        above_max_buffer_percent=target.above_max.buffer_percent,
         reactive_utilisation=target.reactive_utilisation,
         scale_down_stabilisation_s=target.scale_down_stabilisation,
         scale_down_tolerance=target.scale_down_tolerance,

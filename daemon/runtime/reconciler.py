@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from daemon.actuators.base import Actuator, Capacity, ScaleResult
 from daemon.audit import AuditLog, AuditRecord
+from daemon.core.schedules import effective_bounds
 from daemon.core.tick import TickInputs, TickResult, TickState, tick
 from daemon.core.types import PlannerSettings
 from daemon.errors import (
@@ -36,7 +37,6 @@ from daemon.errors import (
 )
 from daemon.forecasting import TargetForecaster
 from daemon.runtime.planning import planner_settings
-from daemon.runtime.schedules import active_bounds
 from daemon.settings import TargetConfig
 from daemon.sources.base import MetricQuery, MetricSource, Sample
 from daemon.sources.policy import Checked, NegativePolicy, Rule, check_latest
@@ -146,7 +146,17 @@ class Reconciler:
             self.state,
             calibration=with_conformal(self.state.calibration, self.forecaster.conformal_offset()),
         )
-        bounds = active_bounds(self.target, now)
+        target = self.target
+        # Windows that raise capacity take effect a lead time early, so it is ready on time.
+        schedule = effective_bounds(
+            target.schedules,
+            target.overrides,
+            target.min_units,
+            target.max_units,
+            now,
+            target.lead_time,
+        )
+        low, high = schedule.plan_bounds
         result, self.state = tick(
             self.settings,
             self.forecaster.calibration_settings(),
@@ -159,8 +169,8 @@ class Reconciler:
                 base_forecast=base_forecast,
                 forecast_source=forecast_source,
                 demand_age_s=age_s,
-                min_units=bounds.min_units,
-                max_units=bounds.max_units,
+                min_units=low,
+                max_units=high,
             ),
         )
         if result.short:
@@ -179,7 +189,7 @@ class Reconciler:
             reason=result.decision.reason,
             duration_s=duration,
         )
-        await self._record(report, base_forecast, forecast_source, bounds.names)
+        await self._record(report, base_forecast, forecast_source, schedule.active)
         return report
 
     # -- observe ------------------------------------------------------------------------------

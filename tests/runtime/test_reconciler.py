@@ -26,7 +26,6 @@ from daemon.errors import PermanentSourceError, TransientSourceError
 from daemon.forecasting import TargetForecaster
 from daemon.runtime.planning import forecast_settings
 from daemon.runtime.reconciler import Reconciler
-from daemon.runtime.schedules import active_bounds
 from daemon.settings import KubernetesWorkloadTarget, SimulatorTarget, TrainingConfig
 from daemon.simulation import SimulatedWorld
 from daemon.sources.base import MetricQuery, Sample, Series
@@ -382,14 +381,18 @@ async def test_an_active_override_sets_the_floor_and_is_audited(
 
 
 @pytest.mark.parametrize(
-    ("offset_s", "active"),
-    [(-60, False), (0, True), (3599, True), (3600, False)],
-    ids=["before", "at-start", "last-second", "ended"],
+    ("offset_s", "floor"),
+    [(-6 * 60, 1), (-4 * 60, 10), (3599, 10), (3600, 1)],
+    ids=["before-wake-up", "woken-a-lead-time-early", "last-second", "ended"],
 )
-def test_schedule_windows_follow_their_cron_in_their_time_zone(
-    offset_s: float, active: bool
+async def test_schedule_floors_reach_the_planner_a_lead_time_early(
+    harness: Harness,
+    fake_kube: FakeKube,
+    actuator: KubernetesScaleActuator,
+    offset_s: float,
+    floor: int,
 ) -> None:
-    # 07:30 in Berlin is 06:30 UTC in January; NOW is a Thursday at 00:00 UTC.
+    # 07:30 in Berlin is 06:30 UTC in January; NOW is a Thursday at 00:00 UTC; lead 5 min.
     window = {
         "name": "warmup",
         "cron": "30 7 * * 1-5",
@@ -397,6 +400,14 @@ def test_schedule_windows_follow_their_cron_in_their_time_zone(
         "timezone": "Europe/Berlin",
         "min_units": 10,
     }
-    target = web_target(schedules=[window])
-    bounds = active_bounds(target, NOW + 6.5 * 3600 + offset_s)
-    assert (bounds.min_units, bounds.names) == ((10, ("warmup",)) if active else (None, ()))
+    fake_kube.seed(deployment(1))
+    target = web_target(schedules=[window], mode="forecast-only")
+    reconciler = harness.reconciler(target, ScriptedSource(50.0), actuator, level=50.0)
+    harness.clock.now = NOW + 6.5 * 3600 + offset_s
+
+    report = await reconciler.tick()
+
+    assert report.result is not None
+    assert report.result.decision.desired == floor
+    windows = harness.audit_lines()[-1]["inputs"]["windows"]
+    assert windows == (["warmup"] if floor == 10 else [])
