@@ -153,8 +153,11 @@ async def test_renew_failures_drop_leadership_before_the_lease_expires(
         dropped = time.monotonic()
         # Within the renew deadline of the last good renew, and well before the lease
         # (LEASE_S) runs out for anyone else.
-        assert dropped - failing_from <= RENEW_S + 0.1
+        assert dropped - failing_from <= RENEW_S + 0.3  # polling slack on a busy machine
         assert dropped - (failing_from - RETRY_S) < LEASE_S
+        # is_leader turns false by the clock alone; the agent notices (callback, event) on
+        # its next wake-up, which it schedules for the deadline.
+        await until(lambda: len(changes) == 2, within=0.5)
         assert [leading for _, leading in changes] == [True, False]
         assert not elector.leading.is_set()
         # It kept trying: more than one renew was refused before it gave up.
@@ -178,7 +181,7 @@ async def test_a_hung_renew_request_cannot_outlive_the_deadline(
     stuck_from = time.monotonic()
 
     await until(lambda: not elector.is_leader, within=RENEW_S + 1.0)
-    assert time.monotonic() - stuck_from <= RENEW_S + 0.1
+    assert time.monotonic() - stuck_from <= RENEW_S + 0.3  # polling slack on a busy machine
     fake_kube.clear_faults()
 
 
