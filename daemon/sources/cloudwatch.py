@@ -34,7 +34,7 @@ from botocore.parsers import ResponseParserError
 
 from daemon.errors import PermanentSourceError, SourceError, TransientSourceError
 from daemon.sources.base import MetricQuery, Sample, Series
-from daemon.sources.retry import Backoff, retry_transient
+from daemon.sources.retry import RetryPolicy, retry_transient
 
 # GetMetricData takes at most 500 MetricDataQuery entries per call.
 MAX_QUERIES_PER_CALL = 500
@@ -143,7 +143,7 @@ class CloudWatchSource:
         profile: str | None = None,
         session: aioboto3.Session | None = None,
         client: GetMetricDataClient | None = None,
-        backoff: Backoff | None = None,
+        backoff: RetryPolicy | None = None,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
         latest_lookback_periods: int = 5,
@@ -163,7 +163,7 @@ class CloudWatchSource:
         self._profile = profile
         self._session = session
         self._client = client
-        self._backoff = backoff if backoff is not None else Backoff()
+        self._backoff = backoff if backoff is not None else RetryPolicy()
         self._config = AioConfig(
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,

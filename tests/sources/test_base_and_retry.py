@@ -11,7 +11,7 @@ from daemon.errors import PermanentSourceError, TransientSourceError
 from daemon.sources.base import MetricSource, Series
 from daemon.sources.cloudwatch import CloudWatchSource, CloudWatchSpec
 from daemon.sources.prometheus import PrometheusSource
-from daemon.sources.retry import Backoff, retry_transient
+from daemon.sources.retry import RetryPolicy, retry_transient
 
 
 def test_series_copies_and_freezes_its_arrays() -> None:
@@ -42,12 +42,12 @@ def test_series_refuses_invalid_shapes(
 
 
 def test_backoff_delays_grow_within_cap() -> None:
-    backoff = Backoff(attempts=10, base_s=1.0, cap_s=4.0, rng=random.Random(1))
-    delays = [backoff.delay(retry) for retry in range(1, 8)]
+    backoff = RetryPolicy(attempts=10, base_delay=1.0, max_delay=4.0, rng=random.Random(1))
+    delays = [backoff.backoff(retry) for retry in range(1, 8)]
     ceilings = [1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0]
     assert all(0.0 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     with pytest.raises(ValueError):
-        Backoff(attempts=0)
+        RetryPolicy(attempts=0)
 
 
 async def test_retry_transient_retries_then_succeeds() -> None:
@@ -63,7 +63,7 @@ async def test_retry_transient_retries_then_succeeds() -> None:
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    result = await retry_transient(flaky, Backoff(attempts=3), what="test", sleep=sleep)
+    result = await retry_transient(flaky, RetryPolicy(attempts=3), what="test", sleep=sleep)
     assert result == "ok"
     assert len(calls) == 3
     assert len(waits) == 2
@@ -81,13 +81,19 @@ async def test_retry_transient_gives_up_and_never_retries_permanent() -> None:
 
     with pytest.raises(TransientSourceError):
         await retry_transient(
-            lambda: always(TransientSourceError("x")), Backoff(attempts=2), what="t", sleep=sleep
+            lambda: always(TransientSourceError("x")),
+            RetryPolicy(attempts=2),
+            what="t",
+            sleep=sleep,
         )
     assert calls == ["TransientSourceError"] * 2
     calls.clear()
     with pytest.raises(PermanentSourceError):
         await retry_transient(
-            lambda: always(PermanentSourceError("x")), Backoff(attempts=5), what="t", sleep=sleep
+            lambda: always(PermanentSourceError("x")),
+            RetryPolicy(attempts=5),
+            what="t",
+            sleep=sleep,
         )
     assert calls == ["PermanentSourceError"]
 

@@ -28,11 +28,11 @@ from daemon.sources.cloudwatch import (
     CloudWatchQuery,
     CloudWatchSource,
 )
-from daemon.sources.retry import Backoff
+from daemon.sources.retry import RetryPolicy
 from tests.support.moto_server import free_port
 
 REGION = "us-east-1"
-NO_RETRIES = Backoff(attempts=1)
+NO_RETRIES = RetryPolicy(attempts=1)
 REQUESTS = CloudWatchMetric(
     namespace="App",
     metric_name="Requests",
@@ -276,7 +276,7 @@ async def test_throttling_and_5xx_are_retried_with_backoff() -> None:
         client_error("InternalFailure", 500),
     ]
     fake = FakeGetMetricData({"rps": minutes(3)}, failures=failures)
-    backoff = Backoff(attempts=4, base_s=0.5, cap_s=10, rng=random.Random(7))
+    backoff = RetryPolicy(attempts=4, base_delay=0.5, max_delay=10, rng=random.Random(7))
     source = CloudWatchSource(REGION, client=fake, backoff=backoff, sleep=sleep)
     series = await source.history(cw(REQUESTS), 0.0, 180.0, 60)
     assert len(series) == 3
@@ -290,7 +290,7 @@ async def test_throttling_gives_up_after_bounded_attempts() -> None:
         pass
 
     fake = FakeGetMetricData({}, failures=[client_error("ThrottlingException", 400)] * 5)
-    source = CloudWatchSource(REGION, client=fake, backoff=Backoff(attempts=3), sleep=sleep)
+    source = CloudWatchSource(REGION, client=fake, backoff=RetryPolicy(attempts=3), sleep=sleep)
     with pytest.raises(TransientSourceError, match="ThrottlingException"):
         await source.history(cw(REQUESTS), 0.0, 180.0, 60)
     assert len(fake.calls) == 3
