@@ -16,8 +16,6 @@ EXPECTED_ACTIONS = {
     "autoscaling:SetDesiredCapacity",
     # floor mode raises the group's MinSize
     "autoscaling:UpdateAutoScalingGroup",
-    # node allocatable from the instance type
-    "ec2:DescribeInstanceTypes",
 }
 
 
