@@ -40,6 +40,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "yesterday_shape",
     "last_week_peak_rel",
     "last_week_shape",
+    "week_profile_peak_rel",
+    "week_profile_shape",
     "time_of_day_sin",
     "time_of_day_cos",
     "day_of_week",
@@ -160,6 +162,18 @@ def seasonal_peak(max_lead: FloatArray, period: int, lead_steps: int) -> FloatAr
     return shifted(max_lead, lag)
 
 
+def _nanmean_rows(arrays: list[FloatArray]) -> FloatArray:
+    """Element-wise mean over the arrays, ignoring NaN; NaN where every one is NaN."""
+    stack = np.vstack(arrays)
+    finite = np.isfinite(stack)
+    counts = finite.sum(axis=0)
+    sums = np.where(finite, stack, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result: FloatArray = sums / counts
+    result[counts == 0] = np.nan
+    return result
+
+
 def build_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) -> Features:
     """Features for every step of a regular grid (``times`` epoch seconds, NaN = missing)."""
     k = spec.lead_steps
@@ -175,6 +189,12 @@ def build_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) -> 
     last_week_peak = seasonal_peak(max_lead, week, k)
     yesterday_level = shifted(level, day)
     last_week_level = shifted(level, week)
+    # The same window on each of the last seven days, averaged: the daily profile EC2
+    # predictive scaling uses, far less noisy than yesterday alone.
+    daily_peaks = [seasonal_peak(max_lead, d * day, k) for d in range(1, 8)]
+    daily_shapes = [peak - shifted(level, d * day) for d, peak in enumerate(daily_peaks, 1)]
+    profile_peak = _nanmean_rows(daily_peaks)
+    profile_shape = _nanmean_rows(daily_shapes)
 
     seconds_of_day = np.mod(times, SECONDS_PER_DAY)
     angle = 2.0 * np.pi * seconds_of_day / SECONDS_PER_DAY
@@ -196,6 +216,8 @@ def build_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) -> 
         yesterday_peak - yesterday_level,
         last_week_peak - anchor,
         last_week_peak - last_week_level,
+        profile_peak - anchor,
+        profile_shape,
         np.sin(angle),
         np.cos(angle),
         day_of_week,

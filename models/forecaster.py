@@ -76,15 +76,15 @@ class RecentPeak:
 
 @dataclass(frozen=True, slots=True)
 class SeasonalNaive:
-    """The rise over the same window yesterday and a week ago (the larger, once a week is
-    known: a Monday morning looks like last Monday, not like Sunday), applied to today's
-    level, never below now."""
+    """The rise over the same window in the daily profile of the past days and a week ago (the
+    larger, once a week is known: a Monday morning looks like last Monday, not like Sunday),
+    applied to today's level, never below now."""
 
     name: str = "seasonal_naive"
 
     def predict_log(self, features: Features, rows: IndexArray) -> FloatArray:
         shape = np.fmax(
-            features.matrix[rows, _COLUMN["yesterday_shape"]],
+            features.matrix[rows, _COLUMN["week_profile_shape"]],
             features.matrix[rows, _COLUMN["last_week_shape"]],
         )
         recent = features.matrix[rows, _COLUMN["max_lead_rel"]]
