@@ -12,12 +12,13 @@ import math
 import os
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aioboto3
+from kubernetes_asyncio import client
 
 from daemon.actuators.autoscaling_group import AutoScalingGroupActuator
 from daemon.actuators.base import Actuator
@@ -33,6 +34,7 @@ from daemon.backtest.synthetic import TraceShape, generate_trace
 from daemon.backtest.trace import Trace, load_trace
 from daemon.errors import ConfigError
 from daemon.forecasting import TargetForecaster
+from daemon.leader import AlwaysLeader, Leadership
 from daemon.runtime.planning import forecast_settings
 from daemon.runtime.reconciler import Reconciler
 from daemon.runtime.target import Closer, TargetRuntime
@@ -56,7 +58,7 @@ from daemon.sources.prometheus import PrometheusSource
 from daemon.sources.simulator import SimulatorSource
 from daemon.telemetry import HealthState, Telemetry
 
-__all__ = ["Shared", "TargetFactory", "fingerprint", "history_step"]
+__all__ = ["Shared", "TargetFactory", "fingerprint", "history_step", "open_kube_client"]
 
 # The forecaster's grid for metrics systems that can answer at any resolution: a minute is as
 # fine as demand forecasting needs and keeps 14 days of history at 20k points.
@@ -75,6 +77,8 @@ class Shared:
     telemetry: Telemetry
     health: HealthState
     fit_slot: asyncio.Semaphore
+    leadership: Leadership = field(default_factory=AlwaysLeader)
+    """Asked right before every write; followers decide but never write."""
 
 
 def fingerprint(settings: Settings, target: TargetConfig) -> Hashable:
@@ -146,6 +150,7 @@ class TargetFactory:
             clock=clock,
             interval_s=interval,
             call_timeout_s=CALL_TIMEOUT_S,
+            leadership=shared.leadership,
         )
         trainer = ModelTrainer(
             target.name,
@@ -215,14 +220,7 @@ class TargetFactory:
             assert world is not None  # settings validation: simulator targets need one
             return SimulatorActuator(world, target.name)
         if isinstance(target, KubernetesWorkloadTarget):
-            kube = settings.kubernetes
-            in_cluster = (
-                "KUBERNETES_SERVICE_HOST" in os.environ
-                if kube.in_cluster == "auto"
-                else kube.in_cluster
-            )
-            kubeconfig = str(kube.kubeconfig) if kube.kubeconfig is not None else None
-            api = await kube_api_client(kubeconfig, in_cluster)
+            api = await open_kube_client(settings)
             kind: WorkloadKind = "Deployment" if target.kind == "deployment" else "StatefulSet"
             return KubernetesScaleActuator(
                 api, kind, target.namespace, target.workload, close_client=True
@@ -243,6 +241,19 @@ class TargetFactory:
                 target.group_name, region=region, endpoint_url=aws.endpoint_url, session=session
             )
         raise ConfigError(f"{where}.kind", f"unsupported target kind {target.kind!r}")
+
+
+async def open_kube_client(settings: Settings) -> client.ApiClient:
+    """A new Kubernetes client as ``settings.kubernetes`` says; the caller closes it.
+
+    ``PermanentActuatorError`` if no configuration can be loaded.
+    """
+    kube = settings.kubernetes
+    in_cluster = (
+        "KUBERNETES_SERVICE_HOST" in os.environ if kube.in_cluster == "auto" else kube.in_cluster
+    )
+    kubeconfig = str(kube.kubeconfig) if kube.kubeconfig is not None else None
+    return await kube_api_client(kubeconfig, in_cluster)
 
 
 def _check_supported(target: TargetConfig, where: str) -> None:

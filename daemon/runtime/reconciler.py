@@ -8,6 +8,7 @@ Only *decide* holds logic, and it is :func:`daemon.core.tick.tick`, the function
 - a transient error is counted, logged and simply retried on the next tick;
 - a permanent error is logged loudly with its reason on every tick, and nothing is written;
 - ``forecast-only`` decides, logs, counts and audits, but never calls ``actuator.scale``;
+- a follower (another instance holds the Lease) does the same, so it takes over warm;
 - every decision, written or not, is one line in the audit log.
 """
 
@@ -36,6 +37,7 @@ from daemon.errors import (
     TransientSourceError,
 )
 from daemon.forecasting import TargetForecaster
+from daemon.leader import AlwaysLeader, Leadership
 from daemon.runtime.planning import planner_settings
 from daemon.settings import TargetConfig
 from daemon.sources.base import MetricQuery, MetricSource, Sample
@@ -52,6 +54,8 @@ Clock = Callable[[], float]
 
 # A write already sent should be allowed to finish; only a hung connection is cut off.
 WRITE_TIMEOUT_S = 30.0
+# Why a changed decision was not written although the target is active.
+NOT_LEADER = "not leader"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,8 @@ class TickReport:
     capacity: Capacity | None
     scaled: ScaleResult | None
     error: str | None
+    skipped: str | None = None
+    """Why a changed decision of an active target was not written (e.g. ``not leader``)."""
 
 
 class Reconciler:
@@ -86,10 +92,12 @@ class Reconciler:
         interval_s: float = 15.0,
         call_timeout_s: float = 10.0,
         negative: NegativePolicy = NegativePolicy.CLAMP,
+        leadership: Leadership | None = None,
     ) -> None:
         """``clock``: epoch seconds on the target's own clock (a simulator's is accelerated);
         demand age and the planner's windows are measured on it. ``interval_s`` is wall time.
-        ``call_timeout_s`` bounds each read of the source or the target."""
+        ``call_timeout_s`` bounds each read of the source or the target. ``leadership`` is
+        asked right before each write; None means this instance always writes."""
         self.target = target
         self.name = target.name
         self.source = source
@@ -103,6 +111,7 @@ class Reconciler:
         self.interval_s = interval_s
         self.call_timeout_s = call_timeout_s
         self.negative = negative
+        self.leadership: Leadership = leadership if leadership is not None else AlwaysLeader()
         self.settings: PlannerSettings = planner_settings(target)
         self.state = TickState()
         self.ticks = 0
@@ -175,9 +184,11 @@ class Reconciler:
         )
         if result.short:
             self.telemetry.record_short_step(self.name)
-        scaled, error = await self._act(result)
+        scaled, error, skipped = await self._act(result)
         self.ticks += 1
-        report = TickReport(now, checked.value, checked.rule.value, result, capacity, scaled, error)
+        report = TickReport(
+            now, checked.value, checked.rule.value, result, capacity, scaled, error, skipped
+        )
         duration = time.perf_counter() - began
         self.telemetry.record_tick(
             self.name,
@@ -245,16 +256,22 @@ class Reconciler:
 
     # -- act ----------------------------------------------------------------------------------
 
-    async def _act(self, result: TickResult) -> tuple[ScaleResult | None, str | None]:
+    async def _act(self, result: TickResult) -> tuple[ScaleResult | None, str | None, str | None]:
+        """(what was written, the error if the write failed, why it was not attempted)."""
         decision = result.decision
         if self.target.mode != "active" or not decision.changed:
-            return None, None
+            return None, None, None
+        # Asked here, after the slow reads, not at the start of the tick: leadership may
+        # have been lost while they ran, and a write on a lost Lease is what must not happen.
+        if not self.leadership.is_leader:
+            log.debug("not leader: %d not written", decision.desired, extra={"target": self.name})
+            return None, None, NOT_LEADER
         try:
             scaled = await asyncio.wait_for(
                 self.actuator.scale(decision.desired), timeout=WRITE_TIMEOUT_S
             )
         except (ActuatorError, TimeoutError) as error:
-            return None, self._actuator_failed("write", error)
+            return None, self._actuator_failed("write", error), None
         if scaled.written:
             self.telemetry.record_write(self.name)
         log.info(
@@ -273,7 +290,7 @@ class Reconciler:
                 "reason": decision.reason,
             },
         )
-        return scaled, None
+        return scaled, None, None
 
     def _actuator_failed(self, what: str, error: BaseException) -> str:
         kind = "permanent" if isinstance(error, PermanentActuatorError) else "transient"
@@ -327,6 +344,8 @@ class Reconciler:
             "mode": self.target.mode,
             "windows": list(windows),
         }
+        if report.skipped is not None:
+            inputs["skipped"] = report.skipped
         await self._append(
             AuditRecord(
                 target=self.name,
@@ -357,6 +376,7 @@ class Reconciler:
                 "reason": decision.reason,
                 "mode": self.target.mode,
                 "written": written,
+                "skipped": report.skipped,
             },
         )
 

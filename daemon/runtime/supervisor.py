@@ -1,9 +1,10 @@
 """The daemon's lifecycle: start the agents, reload on SIGHUP, stop in stages on SIGTERM.
 
-Agents (asyncio tasks, named so logs and dumps read well): one ``target:<name>`` per target
-(its ``model_trainer`` then its ``reconciler``), ``health_server``, ``readiness_notifier``,
-``watchdog_pinger``. Shutdown order: stop advertising readiness, tell systemd STOPPING=1, stop
-starting ticks, give in-flight ticks (and their writes) a grace period, close adapters.
+Agents (asyncio tasks, named so logs and dumps read well): ``leader_elector``, one
+``target:<name>`` per target (its ``model_trainer`` then its ``reconciler``),
+``health_server``, ``readiness_notifier``, ``watchdog_pinger``. Shutdown order: stop
+advertising readiness, tell systemd STOPPING=1, stop starting ticks, give in-flight ticks (and
+their writes) a grace period, release the Lease (no write can follow it), close adapters.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+
+from kubernetes_asyncio import client
 
 from daemon import sdnotify
 from daemon.audit import AuditLog
 from daemon.errors import ConfigError, ElasticdError
-from daemon.runtime.app import Shared, TargetFactory, fingerprint
+from daemon.leader import AlwaysLeader, LeaderElector, Leadership, resolve_lease_namespace
+from daemon.runtime.app import Shared, TargetFactory, fingerprint, open_kube_client
 from daemon.runtime.logging import configure_logging
 from daemon.runtime.signals import LastResort, SignalFlags
 from daemon.runtime.target import TargetRuntime
@@ -52,7 +57,11 @@ class Supervisor:
         self.health = HealthState()
         self.audit = _audit_log(settings)
         self.shared = Shared(self.audit, self.telemetry, self.health, asyncio.Semaphore(1))
+        self._make_factory = factory
         self.factory = factory(self.shared)
+        self.leadership: Leadership = self.shared.leadership
+        self._elector_task: asyncio.Task[None] | None = None
+        self._elector_client: client.ApiClient | None = None
         self.targets: dict[str, TargetRuntime] = {}
         self.flags = SignalFlags()
         self.server: TelemetryServer | None = None
@@ -65,6 +74,7 @@ class Supervisor:
         try:
             try:
                 await self._start_server()
+                await self._start_leadership()
                 await self._apply(self.settings, initial=True)
             except (ElasticdError, OSError) as error:
                 log.error("start-up failed: %s", error, extra=_error_fields(error))
@@ -98,6 +108,33 @@ class Supervisor:
             self.server.url,
             extra={"event": "telemetry", "url": self.server.url, "port": self.server.port},
         )
+
+    async def _start_leadership(self) -> None:
+        """The election agent, before any target: every reconciler asks it before writing."""
+        config = self.settings.leader_election
+        if not config.enabled:
+            self.leadership = AlwaysLeader()
+            self.telemetry.set_leader(True)
+        else:
+            # Its own client: targets come and go with reloads, the Lease stays for the
+            # process's life, and it must outlive every target's writes at shutdown.
+            namespace = resolve_lease_namespace(config.namespace)
+            self._elector_client = await open_kube_client(self.settings)
+            self.telemetry.set_leader(False)
+            self.leadership = LeaderElector(
+                self._elector_client,
+                namespace=namespace,
+                lease_name=config.lease_name,
+                identity=config.identity,
+                lease_duration=config.lease_duration,
+                renew_deadline=config.renew_deadline,
+                retry_period=config.retry_period,
+                on_change=self.telemetry.set_leader,
+            )
+        self.shared = replace(self.shared, leadership=self.leadership)
+        self.factory = self._make_factory(self.shared)
+        self._elector_task = asyncio.create_task(self.leadership.run(), name="leader_elector")
+        self._elector_task.add_done_callback(_report_elector_end)
 
     async def _apply(self, settings: Settings, *, initial: bool = False) -> None:
         """Make the running targets match ``settings``: build changed and new targets first
@@ -153,7 +190,8 @@ class Supervisor:
             settings = await asyncio.to_thread(load_settings, self.config_path)
             if _needs_new_process(self.settings, settings):
                 raise ConfigError(
-                    "state_dir/audit", "changing them needs a restart; keeping the running ones"
+                    "state_dir/audit/leader_election",
+                    "changing them needs a restart; keeping the running ones",
                 )
             previous_telemetry = self.settings.telemetry
             await self._apply(settings)
@@ -201,6 +239,9 @@ class Supervisor:
             *(runtime.stop(self.grace_s) for runtime in self.targets.values()),
             return_exceptions=True,
         )
+        # Only now, with no write in flight, hand the Lease over: a successor takes over on
+        # its next poll instead of waiting out a whole lease duration.
+        await self._stop_leadership()
         await asyncio.gather(
             *(runtime.close() for runtime in self.targets.values()), return_exceptions=True
         )
@@ -213,6 +254,26 @@ class Supervisor:
         self.flags.uninstall()
         log.info("stopped", extra={"event": "stopped"})
 
+    async def _stop_leadership(self) -> None:
+        await self.leadership.release()  # never raises; bounded by the renew deadline
+        task = self._elector_task
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout=self.grace_s)
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                task.cancel()
+        if self._elector_client is not None:
+            with contextlib.suppress(Exception):
+                await self._elector_client.close()
+            self._elector_client = None
+
+
+def _report_elector_end(task: asyncio.Task[None]) -> None:
+    # The agent returns only after release(); anything else means no more renewals, so this
+    # instance stops writing at its renew deadline (is_leader checks it) and says why here.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("leader election agent died", exc_info=task.exception())
+
 
 def _audit_log(settings: Settings) -> AuditLog:
     return AuditLog(
@@ -222,8 +283,13 @@ def _audit_log(settings: Settings) -> AuditLog:
 
 def _needs_new_process(old: Settings, new: Settings) -> bool:
     # The audit log is shared by every target and kept open; moving it under running
-    # reconcilers would split one history across two files mid-flight.
-    return old.audit != new.audit or old.state_dir != new.state_dir
+    # reconcilers would split one history across two files mid-flight. The Lease is held for
+    # the process's life: moving it would let two instances lead at once.
+    return (
+        old.audit != new.audit
+        or old.state_dir != new.state_dir
+        or old.leader_election != new.leader_election
+    )
 
 
 def _error_fields(error: BaseException) -> dict[str, str]:

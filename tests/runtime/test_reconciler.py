@@ -7,6 +7,7 @@ accelerated clock.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import AsyncIterator
@@ -142,6 +143,7 @@ class Harness:
         *,
         level: float | None = None,
         clock: Any = None,
+        leadership: Any = None,
     ) -> Reconciler:
         forecaster = TargetForecaster(forecast_settings(target, TrainingConfig(), 60.0))
         if level is not None:
@@ -158,6 +160,7 @@ class Harness:
             clock=clock or self.clock,
             interval_s=1.0,
             call_timeout_s=2.0,
+            leadership=leadership,
         )
 
     def audit_lines(self) -> list[dict[str, Any]]:
@@ -411,3 +414,78 @@ async def test_schedule_floors_reach_the_planner_a_lead_time_early(
     assert report.result.decision.desired == floor
     windows = harness.audit_lines()[-1]["inputs"]["windows"]
     assert windows == (["warmup"] if floor == 10 else [])
+
+
+class SwitchableLeadership:
+    """The ``Leadership`` Protocol with a switch: the election itself is tested against the
+    fake API in test_leader.py; here only the reconciler's use of the answer matters."""
+
+    def __init__(self, leader: bool) -> None:
+        self.leader = leader
+        self.asked = 0
+        self._leading = asyncio.Event()
+
+    @property
+    def is_leader(self) -> bool:
+        self.asked += 1
+        return self.leader
+
+    @property
+    def leading(self) -> asyncio.Event:
+        return self._leading
+
+    async def run(self) -> None:
+        return None
+
+    async def release(self) -> None:
+        self.leader = False
+
+
+async def test_a_follower_decides_and_audits_but_never_writes(
+    harness: Harness, fake_kube: FakeKube, actuator: KubernetesScaleActuator
+) -> None:
+    fake_kube.seed(deployment(2))
+    leadership = SwitchableLeadership(leader=False)
+    reconciler = harness.reconciler(
+        web_target(), ScriptedSource(900.0), actuator, level=900.0, leadership=leadership
+    )
+
+    report = await reconciler.tick()
+    harness.clock.now += 15
+    leadership.leader = True  # the Lease was won: the same change is now written
+    second = await reconciler.tick()
+
+    assert report.result is not None and report.result.decision.desired >= 9
+    assert report.scaled is None and report.skipped == "not leader"
+    assert second.scaled is not None and second.scaled.written and second.skipped is None
+    patches = fake_kube.writes_to(SCALE_PATH, verb="PATCH")
+    assert [w.body["spec"]["replicas"] for w in patches] == [second.scaled.applied]
+    first, written = harness.audit_lines()
+    assert first["inputs"]["skipped"] == "not leader" and not first["written"]
+    assert first["desired"] >= 9 and first["inputs"]["mode"] == "active"
+    assert written["written"] and "skipped" not in written["inputs"]
+    # Followers keep reporting, so a dashboard shows what they would do.
+    assert harness.registry.get_sample_value("elasticd_desired_units", {"target": "web"}) >= 9
+
+
+async def test_leadership_is_asked_after_the_reads_right_before_the_write(
+    harness: Harness, fake_kube: FakeKube, actuator: KubernetesScaleActuator
+) -> None:
+    # The capacity read is held by the API server; leadership is lost meanwhile. A check at
+    # the start of the tick would still say "leader" and write on a lost Lease.
+    fake_kube.seed(deployment(2))
+    leadership = SwitchableLeadership(leader=True)
+    reconciler = harness.reconciler(
+        web_target(), ScriptedSource(900.0), actuator, level=900.0, leadership=leadership
+    )
+    held = fake_kube.inject_fault(SCALE_PATH, None, method="GET", delay=0.5)
+
+    async def lose_leadership() -> None:
+        await held.wait()
+        leadership.leader = False
+
+    report, _ = await asyncio.gather(reconciler.tick(), lose_leadership())
+
+    assert report.skipped == "not leader"
+    assert fake_kube.writes_to(SCALE_PATH, verb="PATCH") == []
+    assert leadership.asked == 1
