@@ -181,3 +181,8 @@ def test_builder_install_steps_work(tmp_path: Path) -> None:
     run(venv / "bin" / "pip", "install", "--disable-pip-version-check", "--no-compile", wheel)
 
     assert run(venv / "bin" / "elasticd", "--version").startswith("elasticd ")
+    # The image ships the example configs' schema: each must validate with the installed CLI.
+    configs = sorted(str(path) for path in (ROOT / "config").glob("*.yaml"))
+    assert configs
+    output = run(venv / "bin" / "elasticd", "validate", *configs)
+    assert output.count(": ok (") == len(configs)
