@@ -8,6 +8,7 @@ target on reload closes exactly what it opened and nothing another target still 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import time
@@ -23,6 +24,12 @@ from kubernetes_asyncio import client
 from daemon.actuators.autoscaling_group import AutoScalingGroupActuator
 from daemon.actuators.base import Actuator
 from daemon.actuators.eks import EksNodegroupActuator
+from daemon.actuators.floors import (
+    AsgFloorActuator,
+    HpaFloorActuator,
+    NodegroupFloorActuator,
+    find_owning_hpa,
+)
 from daemon.actuators.kubernetes import (
     KubernetesScaleActuator,
     WorkloadKind,
@@ -32,7 +39,7 @@ from daemon.actuators.simulator import SimulatorActuator
 from daemon.audit import AuditLog
 from daemon.backtest.synthetic import TraceShape, generate_trace
 from daemon.backtest.trace import Trace, load_trace
-from daemon.errors import ConfigError
+from daemon.errors import ActuatorError, ConfigError
 from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
 from daemon.runtime.planning import forecast_settings
@@ -59,6 +66,8 @@ from daemon.sources.simulator import SimulatorSource
 from daemon.telemetry import HealthState, Telemetry
 
 __all__ = ["Shared", "TargetFactory", "fingerprint", "history_step", "open_kube_client"]
+
+log = logging.getLogger("elasticd.app")
 
 # The forecaster's grid for metrics systems that can answer at any resolution: a minute is as
 # fine as demand forecasting needs and keeps 14 days of history at 20k points.
@@ -117,7 +126,6 @@ class TargetFactory:
         """The runtime for ``settings.targets[index]``; ``ConfigError`` if it cannot be built."""
         target = settings.targets[index]
         where = f"targets[{index}]"
-        _check_supported(target, where)
         source_config = settings.sources[target.source]
         world = (
             self._world(source_config, target)
@@ -221,15 +229,21 @@ class TargetFactory:
             return SimulatorActuator(world, target.name)
         if isinstance(target, KubernetesWorkloadTarget):
             api = await open_kube_client(settings)
-            kind: WorkloadKind = "Deployment" if target.kind == "deployment" else "StatefulSet"
-            return KubernetesScaleActuator(
-                api, kind, target.namespace, target.workload, close_client=True
-            )
+            try:
+                return await _kubernetes_actuator(api, target, where)
+            except BaseException:
+                await api.close()
+                raise
         aws = settings.aws
         session = aioboto3.Session(profile_name=aws.profile) if aws.profile else None
         region = _region(aws.region, "aws.region")
         if isinstance(target, EksNodeGroupTarget):
-            return EksNodegroupActuator(
+            nodegroup_kind = (
+                NodegroupFloorActuator
+                if target.act_via == "nodegroup-floor"
+                else EksNodegroupActuator
+            )
+            return nodegroup_kind(
                 target.cluster,
                 target.nodegroup,
                 region=region,
@@ -237,10 +251,54 @@ class TargetFactory:
                 session=session,
             )
         if isinstance(target, AsgTarget):
-            return AutoScalingGroupActuator(
+            group_kind = (
+                AsgFloorActuator if target.act_via == "asg-floor" else AutoScalingGroupActuator
+            )
+            return group_kind(
                 target.group_name, region=region, endpoint_url=aws.endpoint_url, session=session
             )
         raise ConfigError(f"{where}.kind", f"unsupported target kind {target.kind!r}")
+
+
+async def _kubernetes_actuator(
+    api: client.ApiClient, target: KubernetesWorkloadTarget, where: str
+) -> Actuator:
+    """The workload's scale subresource, or the floor of the HPA that owns it.
+
+    Writing the replica count of a workload an HPA owns only flaps (each undoes the other's
+    write), so ``replicas`` is refused there with the mode that works instead.
+    """
+    kind: WorkloadKind = "Deployment" if target.kind == "deployment" else "StatefulSet"
+    workload = f"{kind} {target.namespace}/{target.workload}"
+    try:
+        owner = await find_owning_hpa(api, target.namespace, kind, target.workload)
+    except ActuatorError as error:
+        if target.act_via == "hpa-floor":
+            raise ConfigError(
+                f"{where}.act_via", f"cannot find the HPA that targets {workload}: {error}"
+            ) from error
+        # Without list on HPAs (an older Role) the check cannot be made; scaling the replicas
+        # still works, so warn instead of refusing a config that ran before.
+        log.warning(
+            "cannot check whether an HPA owns %s (%s); writing its replicas anyway",
+            workload,
+            error,
+            extra={"target": target.name},
+        )
+        owner = None
+    if target.act_via == "hpa-floor":
+        if owner is None:
+            raise ConfigError(
+                f"{where}.act_via",
+                f"no HPA targets {workload}; create one or use act_via: replicas",
+            )
+        return HpaFloorActuator(api, target.namespace, owner, close_client=True)
+    if owner is not None:
+        raise ConfigError(
+            f"{where}.act_via",
+            f"{workload} is owned by HPA {owner}; use act_via: hpa-floor",
+        )
+    return KubernetesScaleActuator(api, kind, target.namespace, target.workload, close_client=True)
 
 
 async def open_kube_client(settings: Settings) -> client.ApiClient:
@@ -254,16 +312,6 @@ async def open_kube_client(settings: Settings) -> client.ApiClient:
     )
     kubeconfig = str(kube.kubeconfig) if kube.kubeconfig is not None else None
     return await kube_api_client(kubeconfig, in_cluster)
-
-
-def _check_supported(target: TargetConfig, where: str) -> None:
-    # The floor modes need actuators that write an HPA's or a group's minimum; until they
-    # exist, refusing the config beats silently writing the replica count instead.
-    if target.act_via != "replicas":
-        raise ConfigError(
-            f"{where}.act_via",
-            f"{target.act_via!r} is not supported by this version; use 'replicas'",
-        )
 
 
 def _region(region: str | None, path: str) -> str:

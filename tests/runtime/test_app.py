@@ -1,26 +1,38 @@
-"""``elasticd run`` as a real process: signals, reloads, sd_notify, saved models.
+"""``elasticd run`` as a real process (signals, reloads, sd_notify, saved models), and the
+composition root in-process (what ``TargetFactory`` builds for each ``act_via``).
 
-The configuration uses the simulator pair, so the daemon runs end to end (history, training,
+The process tests use the simulator pair, so the daemon runs end to end (history, training,
 ticks, writes, audit) with no server to start; its JSON log lines are what the tests read.
+The in-process tests replay a daily trace on a simulator source whose wall clock the test
+steps, against the fake Kubernetes API (in-process) and moto.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
+from daemon.audit import AuditLog
+from daemon.errors import ConfigError
+from daemon.runtime.app import Shared, TargetFactory
+from daemon.runtime.target import TargetRuntime
+from daemon.settings import Settings
+from daemon.telemetry import HealthState, Telemetry
 from tests.e2e.daemon_process import DaemonProcess
-from tests.support.fake_kube import FakeKubeProcess, write_kubeconfig
+from tests.support.fake_kube import FakeKube, FakeKubeProcess, write_kubeconfig
 
 
 def simulator_config(state_dir: Path, **target: Any) -> dict[str, Any]:
@@ -263,3 +275,268 @@ def test_sigterm_lets_an_in_flight_write_finish(tmp_path: Path) -> None:
     assert [(w["verb"], w["status"]) for w in writes] == [("PATCH", 200)]
     decision = audit_lines(state)[-1]
     assert decision["written"] and decision["desired"] == writes[0]["body"]["spec"]["replicas"]
+
+
+# -- the composition root in-process ------------------------------------------------------------
+
+# The daily trace: 2026-01-01 00:00 UTC onwards, one-minute steps, demand 150 with a ten-minute
+# ramp to 550 from 12:00, two hours high, and a ramp down, every day. The world starts a week
+# in, at midnight (a week of history is what a simulator world offers at start).
+TRACE_START = 1_767_225_600.0
+TRACE_STEP = 60.0
+TRACE_DAYS = 15
+BASE, PEAK = 150.0, 550.0
+RISE_S, HIGH_S, RAMP_S = 12 * 3600.0, 2 * 3600.0, 600.0
+SPEEDUP = 60.0  # one wall second is one simulated minute
+DAY_7 = TRACE_START + 7 * 86_400.0
+HPA_PATH = "/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers/web-hpa"
+WEB_SCALE_PATH = "/apis/apps/v1/namespaces/shop/deployments/web/scale"
+
+
+def daily_demand(t: float) -> float:
+    into_day = (t - TRACE_START) % 86_400.0
+    up = min(max((into_day - RISE_S) / RAMP_S, 0.0), 1.0)
+    down = min(max((into_day - RISE_S - HIGH_S) / RAMP_S, 0.0), 1.0)
+    return BASE + (PEAK - BASE) * (up - down)
+
+
+def write_daily_trace(path: Path) -> Path:
+    steps = int(TRACE_DAYS * 86_400 / TRACE_STEP)
+    rows = ["timestamp,value"]
+    for i in range(steps):
+        t = TRACE_START + i * TRACE_STEP
+        stamp = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append(f"{stamp},{daily_demand(t):g}")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+class WallClock:
+    """The simulator's wall clock, stepped by the test: no sleeping, no timing luck."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance_to(self, simulated: float) -> None:
+        self.now = (simulated - DAY_7) / SPEEDUP
+
+
+class FactoryHarness:
+    """Builds targets with the real ``TargetFactory`` and ticks them by hand."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.trace = write_daily_trace(tmp_path / "trace.csv")
+        self.audit_path = tmp_path / "decisions.jsonl"
+        self.audit = AuditLog(self.audit_path)
+        self.registry = CollectorRegistry()
+        self.shared = Shared(
+            self.audit, Telemetry(self.registry), HealthState(), asyncio.Semaphore(1)
+        )
+        self.wall = WallClock()
+        self.factory = TargetFactory(self.shared, wall_clock=self.wall)
+        self.runtimes: list[TargetRuntime] = []
+
+    def settings(self, targets: list[dict[str, Any]], **extra: Any) -> Settings:
+        config: dict[str, Any] = {
+            "state_dir": str(self.tmp_path / "state"),
+            "training": {"history_window": "7d"},
+            "sources": {"sim": {"type": "simulator", "trace": str(self.trace), "speedup": SPEEDUP}},
+            "targets": targets,
+        } | extra
+        return Settings.model_validate(config)
+
+    async def build(self, settings: Settings) -> list[TargetRuntime]:
+        self.wall.now = 0.0
+        built = [await self.factory.build(settings, i) for i in range(len(settings.targets))]
+        self.runtimes += built
+        return built
+
+    async def start(self, runtimes: list[TargetRuntime], at: float) -> None:
+        """History up to ``at`` and a fitted model, as the runtime does before ticking."""
+        self.wall.advance_to(at)
+        for runtime in runtimes:
+            await runtime.trainer.start()
+
+    def audit_lines(self, target: str | None = None) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in self.audit_path.read_text().splitlines()]
+        return [line for line in lines if target is None or line["target"] == target]
+
+    async def close(self) -> None:
+        for runtime in self.runtimes:
+            await runtime.close()
+        self.audit.close()
+
+
+@pytest.fixture
+async def factory_harness(tmp_path: Path) -> AsyncIterator[FactoryHarness]:
+    harness = FactoryHarness(tmp_path)
+    yield harness
+    await harness.close()
+
+
+@pytest.fixture
+async def kube(tmp_path: Path) -> AsyncIterator[tuple[FakeKube, dict[str, Any]]]:
+    """The in-process fake API and the settings section that points the daemon at it."""
+    fake = FakeKube()
+    await fake.start()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake.url)
+    yield fake, {"kubeconfig": str(kubeconfig), "in_cluster": False}
+    await fake.stop()
+
+
+def web_deployment(replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}}},
+    }
+
+
+def web_hpa(minimum: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web-hpa", "namespace": "shop"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": minimum,
+            "maxReplicas": 10,
+        },
+        "status": {"currentReplicas": minimum, "desiredReplicas": minimum},
+    }
+
+
+def web_target(**overrides: Any) -> dict[str, Any]:
+    return {
+        "name": "web",
+        "kind": "deployment",
+        "namespace": "shop",
+        "workload": "web",
+        "source": "sim",
+        "unit_capacity": 100,
+        "lead_time": "10m",
+        "min_units": 1,
+        "max_units": 10,
+        "max_demand_age": "10m",
+        "mode": "active",
+    } | overrides
+
+
+async def tick_through(
+    harness: FactoryHarness,
+    runtimes: list[TargetRuntime],
+    start: float,
+    end: float,
+    after_tick: Any = None,
+) -> None:
+    """Tick every runtime every simulated minute over [start, end); ``after_tick()`` plays
+    the other controllers (an HPA, a node autoscaler) between ticks."""
+    at = start
+    while at < end:
+        harness.wall.advance_to(at)
+        for runtime in runtimes:
+            await runtime.reconciler.tick()
+        if after_tick is not None:
+            after_tick()
+        at += TRACE_STEP
+
+
+def crossing(old_units: int, unit: float = 100.0) -> float:
+    """The first trace step on day 7 whose demand exceeds what ``old_units`` serve."""
+    at = DAY_7 + RISE_S
+    while daily_demand(at) <= old_units * unit:
+        at += TRACE_STEP
+    return at
+
+
+async def test_hpa_floor_raises_min_replicas_ahead_of_the_rise_and_lowers_it_after(
+    factory_harness: FactoryHarness, kube: tuple[FakeKube, dict[str, Any]]
+) -> None:
+    fake, kube_settings = kube
+    fake.seed(web_deployment(2))
+    fake.seed(web_hpa(2))
+    settings = factory_harness.settings([web_target(act_via="hpa-floor")], kubernetes=kube_settings)
+    runtimes = await factory_harness.build(settings)
+    assert runtimes[0].reconciler.actuator.describe() == "hpa shop/web-hpa floor"
+    await factory_harness.start(runtimes, DAY_7 + 11.5 * 3600)
+
+    def hpa_controller() -> None:
+        # The HPA's own loop, reduced to what matters here: it runs the floor it is given.
+        floor = fake.get("HorizontalPodAutoscaler", "shop", "web-hpa")["spec"]["minReplicas"]
+        fake.update(
+            "HorizontalPodAutoscaler", "shop", "web-hpa", {"status": {"currentReplicas": floor}}
+        )
+
+    await tick_through(
+        factory_harness, runtimes, DAY_7 + 11.5 * 3600, DAY_7 + 15 * 3600, hpa_controller
+    )
+
+    patches = fake.writes_to(HPA_PATH, verb="PATCH")
+    floors = [w.body["spec"]["minReplicas"] for w in patches]
+    lines = [line for line in factory_harness.audit_lines("web") if line["written"]]
+    assert len(lines) == len(patches) and floors == [line["desired"] for line in lines]
+    first_up = lines[0]
+    # Raised a lead time before demand passed what the old floor serves, by the forecast.
+    assert first_up["inputs"]["now"] <= crossing(2) - 600
+    assert first_up["reason"] == "forecast" and first_up["inputs"]["demand"] <= 200
+    assert first_up["desired"] > 2
+    assert max(floors) >= PEAK / 100
+    # And lowered again once the high period is over (a week-old model may also waver on the
+    # ramp itself; that is the forecaster's business, not the floor's).
+    after = [line for line in lines if line["inputs"]["now"] >= DAY_7 + RISE_S + HIGH_S]
+    assert after and all(line["desired"] < line["current"] for line in after)
+    final = fake.get("HorizontalPodAutoscaler", "shop", "web-hpa")["spec"]["minReplicas"]
+    assert final == floors[-1] < max(floors)
+    # The HPA sizes the Deployment: its scale subresource was never written.
+    assert fake.writes_to(WEB_SCALE_PATH) == []
+
+
+async def test_replicas_on_a_workload_an_hpa_owns_is_refused(
+    factory_harness: FactoryHarness, kube: tuple[FakeKube, dict[str, Any]]
+) -> None:
+    fake, kube_settings = kube
+    fake.seed(web_deployment(2))
+    fake.seed(web_hpa(2))
+    settings = factory_harness.settings([web_target()], kubernetes=kube_settings)
+
+    with pytest.raises(ConfigError) as refused:
+        await factory_harness.build(settings)
+
+    assert refused.value.path == "targets[0].act_via"
+    assert refused.value.reason == (
+        "Deployment shop/web is owned by HPA web-hpa; use act_via: hpa-floor"
+    )
+    assert fake.writes == []
+
+
+async def test_hpa_floor_without_an_hpa_is_refused(
+    factory_harness: FactoryHarness, kube: tuple[FakeKube, dict[str, Any]]
+) -> None:
+    fake, kube_settings = kube
+    fake.seed(web_deployment(2))
+    settings = factory_harness.settings([web_target(act_via="hpa-floor")], kubernetes=kube_settings)
+
+    with pytest.raises(ConfigError) as refused:
+        await factory_harness.build(settings)
+
+    assert refused.value.path == "targets[0].act_via"
+    assert "no HPA targets Deployment shop/web" in refused.value.reason
+
+
+async def test_replicas_goes_ahead_when_hpas_cannot_be_listed(
+    factory_harness: FactoryHarness, kube: tuple[FakeKube, dict[str, Any]]
+) -> None:
+    # An older Role without list on HPAs: the check is skipped with a warning, not fatal.
+    fake, kube_settings = kube
+    fake.seed(web_deployment(2))
+    fake.inject_fault("/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers", 403)
+    settings = factory_harness.settings([web_target()], kubernetes=kube_settings)
+
+    (runtime,) = await factory_harness.build(settings)
+
+    assert runtime.reconciler.actuator.describe().startswith("deployment shop/web")
