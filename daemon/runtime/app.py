@@ -24,6 +24,7 @@ from kubernetes_asyncio import client
 from daemon.actuators.autoscaling_group import AutoScalingGroupActuator
 from daemon.actuators.base import Actuator
 from daemon.actuators.eks import EksNodegroupActuator
+from daemon.actuators.events import KubernetesEventRecorder
 from daemon.actuators.floors import (
     AsgFloorActuator,
     HpaFloorActuator,
@@ -43,7 +44,7 @@ from daemon.errors import ActuatorError, ConfigError
 from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
 from daemon.runtime.planning import forecast_settings
-from daemon.runtime.reconciler import Reconciler
+from daemon.runtime.reconciler import Reconciler, ScaleEvents
 from daemon.runtime.target import Closer, TargetRuntime
 from daemon.runtime.trainer import ModelTrainer
 from daemon.settings import (
@@ -137,7 +138,7 @@ class TargetFactory:
         query: MetricQuery[Any] = MetricQuery(target.name, _query_spec(target))
         closers: list[Closer] = [source.close]
         try:
-            actuator = await self._actuator(settings, target, world, where)
+            actuator, events = await self._actuator(settings, target, world, where)
         except BaseException:
             await source.close()
             raise
@@ -159,6 +160,7 @@ class TargetFactory:
             interval_s=interval,
             call_timeout_s=CALL_TIMEOUT_S,
             leadership=shared.leadership,
+            events=events,
         )
         trainer = ModelTrainer(
             target.name,
@@ -223,10 +225,11 @@ class TargetFactory:
         target: TargetConfig,
         world: SimulatedWorld | None,
         where: str,
-    ) -> Actuator:
+    ) -> tuple[Actuator, ScaleEvents | None]:
+        """The target's actuator, and where its writes are reported as Events (Kubernetes)."""
         if isinstance(target, SimulatorTarget):
             assert world is not None  # settings validation: simulator targets need one
-            return SimulatorActuator(world, target.name)
+            return SimulatorActuator(world, target.name), None
         if isinstance(target, KubernetesWorkloadTarget):
             api = await open_kube_client(settings)
             try:
@@ -249,27 +252,29 @@ class TargetFactory:
                 region=region,
                 endpoint_url=aws.endpoint_url,
                 session=session,
-            )
+            ), None
         if isinstance(target, AsgTarget):
             group_kind = (
                 AsgFloorActuator if target.act_via == "asg-floor" else AutoScalingGroupActuator
             )
             return group_kind(
                 target.group_name, region=region, endpoint_url=aws.endpoint_url, session=session
-            )
+            ), None
         raise ConfigError(f"{where}.kind", f"unsupported target kind {target.kind!r}")
 
 
 async def _kubernetes_actuator(
     api: client.ApiClient, target: KubernetesWorkloadTarget, where: str
-) -> Actuator:
-    """The workload's scale subresource, or the floor of the HPA that owns it.
+) -> tuple[Actuator, ScaleEvents]:
+    """The workload's scale subresource, or the floor of the HPA that owns it, and Events
+    on the object written, sent on the actuator's own client.
 
     Writing the replica count of a workload an HPA owns only flaps (each undoes the other's
     write), so ``replicas`` is refused there with the mode that works instead.
     """
     kind: WorkloadKind = "Deployment" if target.kind == "deployment" else "StatefulSet"
     workload = f"{kind} {target.namespace}/{target.workload}"
+    recorder = KubernetesEventRecorder(api, target.namespace)
     try:
         owner = await find_owning_hpa(api, target.namespace, kind, target.workload)
     except ActuatorError as error:
@@ -292,13 +297,17 @@ async def _kubernetes_actuator(
                 f"{where}.act_via",
                 f"no HPA targets {workload}; create one or use act_via: replicas",
             )
-        return HpaFloorActuator(api, target.namespace, owner, close_client=True)
+        floor = HpaFloorActuator(api, target.namespace, owner, close_client=True)
+        return floor, ScaleEvents(recorder, "HorizontalPodAutoscaler", owner, floor=True)
     if owner is not None:
         raise ConfigError(
             f"{where}.act_via",
             f"{workload} is owned by HPA {owner}; use act_via: hpa-floor",
         )
-    return KubernetesScaleActuator(api, kind, target.namespace, target.workload, close_client=True)
+    actuator = KubernetesScaleActuator(
+        api, kind, target.namespace, target.workload, close_client=True
+    )
+    return actuator, ScaleEvents(recorder, kind, target.workload, floor=False)
 
 
 async def open_kube_client(settings: Settings) -> client.ApiClient:

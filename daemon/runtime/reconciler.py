@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from daemon.actuators.base import Actuator, Capacity, ScaleResult
+from daemon.actuators.events import KubernetesEventRecorder, scale_event
 from daemon.audit import AuditLog, AuditRecord
 from daemon.core.schedules import effective_bounds
 from daemon.core.tick import TickInputs, TickResult, TickState, tick
@@ -45,7 +46,7 @@ from daemon.sources.policy import Checked, NegativePolicy, Rule, check_latest
 from daemon.telemetry import HealthState, Telemetry
 from models.calibration import with_conformal
 
-__all__ = ["Reconciler", "TickReport"]
+__all__ = ["Reconciler", "ScaleEvents", "TickReport"]
 
 log = logging.getLogger("elasticd.reconciler")
 
@@ -56,6 +57,18 @@ Clock = Callable[[], float]
 WRITE_TIMEOUT_S = 30.0
 # Why a changed decision was not written although the target is active.
 NOT_LEADER = "not leader"
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleEvents:
+    """Where a Kubernetes target's writes are reported as Events (``kubectl describe``)."""
+
+    recorder: KubernetesEventRecorder
+    kind: str
+    """The object written: the workload's kind, or ``HorizontalPodAutoscaler`` for a floor."""
+    name: str
+    floor: bool
+    """A minimum was written (an HPA's minReplicas), not the replica count."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +106,13 @@ class Reconciler:
         call_timeout_s: float = 10.0,
         negative: NegativePolicy = NegativePolicy.CLAMP,
         leadership: Leadership | None = None,
+        events: ScaleEvents | None = None,
     ) -> None:
         """``clock``: epoch seconds on the target's own clock (a simulator's is accelerated);
         demand age and the planner's windows are measured on it. ``interval_s`` is wall time.
         ``call_timeout_s`` bounds each read of the source or the target. ``leadership`` is
-        asked right before each write; None means this instance always writes."""
+        asked right before each write; None means this instance always writes. ``events``:
+        where each write is reported as a Kubernetes Event, if anywhere."""
         self.target = target
         self.name = target.name
         self.source = source
@@ -112,6 +127,7 @@ class Reconciler:
         self.call_timeout_s = call_timeout_s
         self.negative = negative
         self.leadership: Leadership = leadership if leadership is not None else AlwaysLeader()
+        self.events = events
         self.settings: PlannerSettings = planner_settings(target)
         self.state = TickState()
         self.ticks = 0
@@ -274,6 +290,7 @@ class Reconciler:
             return None, self._actuator_failed("write", error), None
         if scaled.written:
             self.telemetry.record_write(self.name)
+            await self._report_write(scaled, result)
         log.info(
             "scaled %s from %d to %d (%s)",
             self.actuator.describe(),
@@ -291,6 +308,21 @@ class Reconciler:
             },
         )
         return scaled, None, None
+
+    async def _report_write(self, scaled: ScaleResult, result: TickResult) -> None:
+        events = self.events
+        if events is None:
+            return
+        reason, message = scale_event(
+            scaled.previous,
+            scaled.applied,
+            result.forecast,
+            result.decision.reason,
+            floor=events.floor,
+        )
+        # Never raises and is bounded by its own short timeout: an Event is a courtesy to
+        # people, and must not delay or fail the tick that already wrote.
+        await events.recorder.record(events.kind, events.name, reason, message)
 
     def _actuator_failed(self, what: str, error: BaseException) -> str:
         kind = "permanent" if isinstance(error, PermanentActuatorError) else "transient"

@@ -492,8 +492,49 @@ async def test_hpa_floor_raises_min_replicas_ahead_of_the_rise_and_lowers_it_aft
     assert after and all(line["desired"] < line["current"] for line in after)
     final = fake.get("HorizontalPodAutoscaler", "shop", "web-hpa")["spec"]["minReplicas"]
     assert final == floors[-1] < max(floors)
+    # Every floor write is an Event on the HPA, for `kubectl describe hpa`.
+    events = scale_events(fake)
+    assert len(events) == len(patches)
+    assert {e["involvedObject"]["kind"] for e in events} == {"HorizontalPodAutoscaler"}
+    assert {e["involvedObject"]["name"] for e in events} == {"web-hpa"}
+    assert events[0]["reason"] == "ScaledAheadFloor"
+    assert events[0]["message"].startswith(f"floor 2 -> {floors[0]}; forecast ")
     # The HPA sizes the Deployment: its scale subresource was never written.
     assert fake.writes_to(WEB_SCALE_PATH) == []
+
+
+def scale_events(fake: FakeKube) -> list[dict[str, Any]]:
+    posts = fake.writes_to("/api/v1/namespaces/shop/events", verb="POST")
+    assert all(w.status == 201 for w in posts)
+    return [w.body for w in posts]
+
+
+async def test_a_replica_write_creates_an_event_on_the_workload(
+    factory_harness: FactoryHarness, kube: tuple[FakeKube, dict[str, Any]]
+) -> None:
+    fake, kube_settings = kube
+    fake.seed(web_deployment(1))
+    settings = factory_harness.settings([web_target()], kubernetes=kube_settings)
+    runtimes = await factory_harness.build(settings)
+    await factory_harness.start(runtimes, DAY_7 + 3600)
+
+    await tick_through(factory_harness, runtimes, DAY_7 + 3600, DAY_7 + 3660)
+
+    (patch,) = fake.writes_to(WEB_SCALE_PATH, verb="PATCH")
+    replicas = patch.body["spec"]["replicas"]
+    (event,) = scale_events(fake)
+    assert event["involvedObject"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "web",
+        "namespace": "shop",
+    }
+    assert event["reason"] == "ScaledAhead" and event["type"] == "Normal"
+    assert event["message"].startswith(f"replicas 1 -> {replicas}; forecast ")
+    assert event["message"].endswith(f"reason {factory_harness.audit_lines('web')[0]['reason']}")
+    # The Event is stored: `kubectl describe deployment web` would list it.
+    stored = fake.get("Event", "shop", event["metadata"]["name"])
+    assert stored["reason"] == "ScaledAhead"
 
 
 async def test_replicas_on_a_workload_an_hpa_owns_is_refused(
