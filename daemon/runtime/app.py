@@ -43,6 +43,7 @@ from daemon.backtest.trace import Trace, load_trace
 from daemon.errors import ActuatorError, ConfigError
 from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
+from daemon.runtime.layers import NODE_MODEL_SUFFIX, LayerBoard, NodeLink, node_shape
 from daemon.runtime.planning import forecast_settings
 from daemon.runtime.reconciler import Reconciler, ScaleEvents
 from daemon.runtime.target import Closer, TargetRuntime
@@ -59,6 +60,7 @@ from daemon.settings import (
     SimulatorTarget,
     TargetConfig,
 )
+from daemon.settings.targets import NODE_KINDS
 from daemon.simulation import WEEK_S, SimulatedWorld, rebase_trace
 from daemon.sources.base import MetricQuery, MetricSource
 from daemon.sources.cloudwatch import CloudWatchExpression, CloudWatchMetric, CloudWatchSource
@@ -89,12 +91,16 @@ class Shared:
     fit_slot: asyncio.Semaphore
     leadership: Leadership = field(default_factory=AlwaysLeader)
     """Asked right before every write; followers decide but never write."""
+    layers: LayerBoard = field(default_factory=LayerBoard)
+    """Pod targets post the nodes they need here; their node targets read it."""
 
 
 def fingerprint(settings: Settings, target: TargetConfig) -> Hashable:
     """Everything a target's parts are built from: equal fingerprints, nothing to rebuild."""
     return (
         target,
+        # A pod target plans with its node target's lead time, bounds and schedules.
+        _linked_node_target(settings, target),
         settings.sources.get(target.source),
         target.interval or settings.interval,
         settings.training,
@@ -147,6 +153,12 @@ class TargetFactory:
         forecaster = TargetForecaster(forecast_settings(target, settings.training, step))
         interval = target.interval or settings.interval
         shared = self.shared
+        node_link = self._node_link(settings, target, step)
+        companions = (
+            [(target.name + NODE_MODEL_SUFFIX, node_link.forecaster)]
+            if node_link is not None
+            else []
+        )
         reconciler = Reconciler(
             target,
             source=source,
@@ -161,6 +173,9 @@ class TargetFactory:
             call_timeout_s=CALL_TIMEOUT_S,
             leadership=shared.leadership,
             events=events,
+            node_link=node_link,
+            # Any node target may be linked from a pod target; unlinked ones find nothing.
+            layers=shared.layers if target.kind in NODE_KINDS else None,
         )
         trainer = ModelTrainer(
             target.name,
@@ -173,6 +188,7 @@ class TargetFactory:
             health=shared.health,
             fit_slot=shared.fit_slot,
             clock=clock,
+            companions=companions,
         )
         return TargetRuntime(
             name=target.name,
@@ -180,6 +196,23 @@ class TargetFactory:
             reconciler=reconciler,
             trainer=trainer,
             closers=closers,
+        )
+
+    def _node_link(self, settings: Settings, target: TargetConfig, step: float) -> NodeLink | None:
+        """For a pod target with a ``node_group`` link: a second forecaster of its demand
+        over the node lead time (nodes take longer to arrive than pods), and the board its
+        plans are posted on."""
+        node_target = _linked_node_target(settings, target)
+        if node_target is None:
+            return None
+        assert isinstance(target, KubernetesWorkloadTarget) and target.node_group is not None
+        node_lead = target.model_copy(update={"lead_time": node_target.lead_time})
+        return NodeLink(
+            pod_target=target,
+            node_target=node_target,
+            shape=node_shape(target.node_group),
+            forecaster=TargetForecaster(forecast_settings(node_lead, settings.training, step)),
+            board=self.shared.layers,
         )
 
     # -- sources --------------------------------------------------------------------------
@@ -321,6 +354,12 @@ async def open_kube_client(settings: Settings) -> client.ApiClient:
     )
     kubeconfig = str(kube.kubeconfig) if kube.kubeconfig is not None else None
     return await kube_api_client(kubeconfig, in_cluster)
+
+
+def _linked_node_target(settings: Settings, target: TargetConfig) -> TargetConfig | None:
+    link = target.node_group if isinstance(target, KubernetesWorkloadTarget) else None
+    # Settings validation guarantees the name exists and is a node kind.
+    return settings.target(link.target) if link is not None else None
 
 
 def _region(region: str | None, path: str) -> str:

@@ -9,6 +9,8 @@ Only *decide* holds logic, and it is :func:`daemon.core.tick.tick`, the function
 - a permanent error is logged loudly with its reason on every tick, and nothing is written;
 - ``forecast-only`` decides, logs, counts and audits, but never calls ``actuator.scale``;
 - a follower (another instance holds the Lease) does the same, so it takes over warm;
+- a pod target linked to a node group also plans the nodes under it (``NodeLink``), and a
+  node target takes the nodes its pods need as the floor of its tick (``LayerBoard``);
 - every decision, written or not, is one line in the audit log.
 """
 
@@ -27,6 +29,7 @@ from daemon.actuators.base import Actuator, Capacity, ScaleResult
 from daemon.actuators.events import KubernetesEventRecorder, scale_event
 from daemon.audit import AuditLog, AuditRecord
 from daemon.core.schedules import effective_bounds
+from daemon.core.stabilisation import Recommendations, stabilise_scale_down
 from daemon.core.tick import TickInputs, TickResult, TickState, tick
 from daemon.core.types import PlannerSettings
 from daemon.errors import (
@@ -39,6 +42,7 @@ from daemon.errors import (
 )
 from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
+from daemon.runtime.layers import LayerBoard, NodeLink, NodeRequest
 from daemon.runtime.planning import planner_settings
 from daemon.settings import TargetConfig
 from daemon.sources.base import MetricQuery, MetricSource, Sample
@@ -107,12 +111,16 @@ class Reconciler:
         negative: NegativePolicy = NegativePolicy.CLAMP,
         leadership: Leadership | None = None,
         events: ScaleEvents | None = None,
+        node_link: NodeLink | None = None,
+        layers: LayerBoard | None = None,
     ) -> None:
         """``clock``: epoch seconds on the target's own clock (a simulator's is accelerated);
         demand age and the planner's windows are measured on it. ``interval_s`` is wall time.
         ``call_timeout_s`` bounds each read of the source or the target. ``leadership`` is
         asked right before each write; None means this instance always writes. ``events``:
-        where each write is reported as a Kubernetes Event, if anywhere."""
+        where each write is reported as a Kubernetes Event, if anywhere. ``node_link``: this
+        pod target plans the nodes of a node target; ``layers``: where a node target finds
+        the nodes its pods need."""
         self.target = target
         self.name = target.name
         self.source = source
@@ -128,6 +136,9 @@ class Reconciler:
         self.negative = negative
         self.leadership: Leadership = leadership if leadership is not None else AlwaysLeader()
         self.events = events
+        self.node_link = node_link
+        self.layers = layers
+        self._layer_floors: Recommendations = ()
         self.settings: PlannerSettings = planner_settings(target)
         self.state = TickState()
         self.ticks = 0
@@ -182,6 +193,19 @@ class Reconciler:
             target.lead_time,
         )
         low, high = schedule.plan_bounds
+        layer_requests = self.layers.fresh(self.name, now) if self.layers is not None else []
+        own_low = low
+        if layer_requests:
+            # The nodes the pods need, as this tick's floor: within the node group's own
+            # bounds, and below the planner's damping, which still applies on top of it.
+            # Several workloads on one group are packed apart, so their nodes add up.
+            needed = sum(request.plan.nodes_desired for request in layer_requests)
+            # The planner clamps to the floor after its own stabilisation, so a falling floor
+            # gets the same window here: nodes are not shed on one wavering node forecast.
+            needed, self._layer_floors = stabilise_scale_down(
+                self._layer_floors, now, self.settings.scale_down_stabilisation_s, needed
+            )
+            low = min(max(low, needed), high)
         result, self.state = tick(
             self.settings,
             self.forecaster.calibration_settings(),
@@ -198,6 +222,31 @@ class Reconciler:
                 max_units=high,
             ),
         )
+        if low > own_low:
+            result = _with_layer_reason(result, layer_requests, low)
+        layers: dict[str, Any] | None = None
+        if self.node_link is not None:
+            plan, node_forecast = self.node_link.plan(
+                now, self.state.calibration, capacity.desired, result.decision.desired
+            )
+            layers = {
+                "node_target": self.node_link.node_target.name,
+                "nodes_desired": plan.nodes_desired,
+                "node_forecast": node_forecast,
+                "pods_forecast": plan.pods_forecast,
+                "reasons": list(plan.reasons),
+            }
+        elif layer_requests:
+            layers = {
+                "pods": {
+                    request.pod_target: {
+                        "nodes_desired": request.plan.nodes_desired,
+                        "reasons": list(request.plan.reasons),
+                    }
+                    for request in layer_requests
+                },
+                "floor": low,
+            }
         if result.short:
             self.telemetry.record_short_step(self.name)
         scaled, error, skipped = await self._act(result)
@@ -216,7 +265,7 @@ class Reconciler:
             reason=result.decision.reason,
             duration_s=duration,
         )
-        await self._record(report, base_forecast, forecast_source, schedule.active)
+        await self._record(report, base_forecast, forecast_source, schedule.active, layers)
         return report
 
     # -- observe ------------------------------------------------------------------------------
@@ -268,6 +317,8 @@ class Reconciler:
         # A sample stamped after now (clock skew) counts as fresh, not as negative age.
         age = max(0.0, now - outcome.timestamp)
         self.forecaster.observe(outcome.timestamp, checked.value)
+        if self.node_link is not None:
+            self.node_link.forecaster.observe(outcome.timestamp, checked.value)
         return checked, age
 
     # -- act ----------------------------------------------------------------------------------
@@ -359,11 +410,12 @@ class Reconciler:
         base_forecast: float | None,
         forecast_source: str,
         windows: tuple[str, ...],
+        layers: dict[str, Any] | None = None,
     ) -> None:
         assert report.result is not None and report.capacity is not None
         decision = report.result.decision
         written = report.scaled is not None and report.scaled.written
-        inputs = {
+        inputs: dict[str, Any] = {
             "now": report.now,
             "demand": report.demand,
             "demand_rule": report.demand_rule,
@@ -378,6 +430,8 @@ class Reconciler:
         }
         if report.skipped is not None:
             inputs["skipped"] = report.skipped
+        if layers is not None:
+            inputs["layers"] = layers
         await self._append(
             AuditRecord(
                 target=self.name,
@@ -418,3 +472,16 @@ class Reconciler:
         except OSError as error:
             # A full disk must not stop scaling: the decision is still logged here.
             log.error("audit log write failed: %s", error, extra={"target": self.name})
+
+
+def _with_layer_reason(result: TickResult, requests: list[NodeRequest], floor: int) -> TickResult:
+    """A node target's decision set by its pods' floor names the layer that drove it
+    (``node_forecast``, ``pods_current``, ``pods_desired``) rather than just ``clamped_min``."""
+    decision = result.decision
+    if not requests or decision.desired != floor or decision.reason != "clamped_min":
+        return result
+    driver = max(requests, key=lambda request: request.plan.nodes_desired)
+    reason = driver.plan.reason
+    return replace(
+        result, decision=replace(decision, reason=reason, reasons=(*decision.reasons, reason))
+    )

@@ -5,6 +5,10 @@ either loads the saved model (when ``retrain_on_start`` is off) or fits a fresh 
 or missing artifact is logged and replaced by a fit. ``fit`` is then called every
 ``training.cadence`` and saves each fitted model under ``state_dir/models``.
 
+A pod target linked to a node group has a companion forecaster (the same demand over the node
+lead time, saved as ``<target>-nodes``): it gets the same history and is fitted and saved
+alongside.
+
 Fits are CPU-heavy and run in a worker thread; a shared semaphore lets one fit run at a time,
 so on a small host several targets never fight over the cores the event loop needs.
 """
@@ -15,7 +19,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +60,12 @@ class ModelTrainer:
         clock: Clock = time.time,
         history_timeout_s: float = 60.0,
         negative: NegativePolicy = NegativePolicy.CLAMP,
+        companions: Sequence[tuple[str, TargetForecaster]] = (),
     ) -> None:
+        """``companions``: (model name, forecaster) pairs fed the same history and fitted
+        and saved with the target's own forecaster."""
         self.name = name
+        self.companions = tuple(companions)
         self.source = source
         self.query = query
         self.forecaster = forecaster
@@ -77,7 +85,7 @@ class ModelTrainer:
         The refits on the cadence are driven by the target's runtime, which owns the task."""
         await self.load_history()
         if not self.training.retrain_on_start:
-            refused = await asyncio.to_thread(self.forecaster.load, self.model_dir, self.name)
+            refused = await asyncio.to_thread(self._load_all)
             if refused is None:
                 log.info("loaded saved model", extra={"target": self.name, "event": "model_loaded"})
                 self.health.model_loaded(self.name)
@@ -90,6 +98,14 @@ class ModelTrainer:
             )
         await self.fit()
         self.started.set()
+
+    def _load_all(self) -> str | None:
+        """Every saved model, or why one was refused (then all are fitted afresh)."""
+        for name, forecaster in ((self.name, self.forecaster), *self.companions):
+            refused = forecaster.load(self.model_dir, name)
+            if refused is not None:
+                return f"{name}: {refused}"
+        return None
 
     async def load_history(self) -> None:
         """Replace the forecaster's buffer with the source's recent history."""
@@ -116,7 +132,8 @@ class ModelTrainer:
                     await asyncio.sleep(HISTORY_RETRY_S * attempt)
                 continue
             cleaned = clean_series(series, negative=self.negative)
-            self.forecaster.load_history(cleaned.series.timestamps, cleaned.series.values)
+            for forecaster in (self.forecaster, *(f for _, f in self.companions)):
+                forecaster.load_history(cleaned.series.timestamps, cleaned.series.values)
             log.info(
                 "loaded %d points of history",
                 len(series),
@@ -129,15 +146,22 @@ class ModelTrainer:
         )
 
     async def fit(self) -> str:
-        """Fit in a worker thread (one fit at a time across targets), then save the model."""
+        """Fit in a worker thread (one fit at a time across targets), then save the model;
+        companions after it, each its own fit."""
+        reason = await self._fit_one(self.name, self.forecaster)
+        for name, forecaster in self.companions:
+            await self._fit_one(name, forecaster)
+        return reason
+
+    async def _fit_one(self, name: str, forecaster: TargetForecaster) -> str:
         async with self.fit_slot:
             began = time.perf_counter()
-            reason = await asyncio.to_thread(self.forecaster.train, self.clock())
+            reason = await asyncio.to_thread(forecaster.train, self.clock())
             duration = time.perf_counter() - began
         self.telemetry.record_training(self.name, duration)
         self.health.model_loaded(self.name)
         try:
-            await asyncio.to_thread(self.forecaster.save, self.model_dir, self.name)
+            await asyncio.to_thread(forecaster.save, self.model_dir, name)
         except OSError as error:
             log.error("could not save the model: %s", error, extra={"target": self.name})
         log.info(
@@ -147,8 +171,9 @@ class ModelTrainer:
             extra={
                 "target": self.name,
                 "event": "trained",
+                "model": name,
                 "duration_s": round(duration, 3),
-                "forecaster": self.forecaster.forecaster_name,
+                "forecaster": forecaster.forecaster_name,
             },
         )
         return reason

@@ -272,7 +272,9 @@ def test_sigterm_lets_an_in_flight_write_finish(tmp_path: Path) -> None:
         fake.stop()
     assert code == 0, daemon.tail()
     assert 1.5 < seconds < 10  # it waited for the write, and no longer than the grace
-    assert [(w["verb"], w["status"]) for w in writes] == [("PATCH", 200)]
+    # The held write finished, and its Event followed it before the exit.
+    assert [(w["verb"], w["status"]) for w in writes] == [("PATCH", 200), ("POST", 201)]
+    assert writes[1]["body"]["involvedObject"]["name"] == "web"
     decision = audit_lines(state)[-1]
     assert decision["written"] and decision["desired"] == writes[0]["body"]["spec"]["replicas"]
 
