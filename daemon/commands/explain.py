@@ -26,14 +26,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from daemon.core.binpack import NodeShape, Resources
 from daemon.core.durations import format_duration
 from daemon.core.layers import LayerPlan, plan_layers
 from daemon.core.schedules import ScheduleDecision, effective_bounds, next_change
 from daemon.core.tick import TickInputs, TickResult, TickState, tick
 from daemon.errors import ConfigError
 from daemon.forecasting import TargetForecaster
-from daemon.runtime.app import _query_spec, _region, _simulator_trace, history_step
+from daemon.runtime.app import aws_region, history_step, query_spec, simulator_trace
+from daemon.runtime.layers import NODE_MODEL_SUFFIX, node_shape
 from daemon.runtime.planning import forecast_settings, planner_settings
 from daemon.settings import (
     CloudWatchSourceConfig,
@@ -55,9 +55,6 @@ __all__ = ["Forecast", "explain", "read_forecast", "register", "run"]
 HISTORY_S = 9 * 86_400.0
 # A slow metrics system must not hang an interactive command.
 SOURCE_TIMEOUT_S = 30.0
-NODE_MODEL_SUFFIX = "-nodes"
-"""The node layer forecasts over the node lead time, so it needs a model of its own, saved
-as ``<pod target><suffix>`` under ``state_dir/models``."""
 
 History = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]
 HistoryReader = Callable[[Settings, TargetConfig, float, float, float], History]
@@ -276,7 +273,7 @@ def read_history(
     """History from the target's source (the simulator's trace file, or a metrics system)."""
     config = settings.sources[target.source]
     if isinstance(config, SimulatorSourceConfig):
-        trace = _simulator_trace(config)
+        trace = simulator_trace(config)
         inside = (trace.times >= start) & (trace.times <= end)
         return trace.times[inside], trace.values[inside]
     return asyncio.run(_fetch(settings, target, config, start, end, step))
@@ -295,14 +292,14 @@ async def _fetch(
         from daemon.sources.cloudwatch import CloudWatchSource
 
         source = CloudWatchSource(
-            _region(config.region or settings.aws.region, "source.region"),
+            aws_region(config.region or settings.aws.region, "source.region"),
             endpoint_url=config.endpoint_url or settings.aws.endpoint_url,
             profile=config.profile or settings.aws.profile,
         )
     else:
         raise ConfigError("source", f"unsupported source {config!r}")
     try:
-        query: MetricQuery[Any] = MetricQuery(target.name, _query_spec(target))
+        query: MetricQuery[Any] = MetricQuery(target.name, query_spec(target))
         series = await asyncio.wait_for(
             source.history(query, start, end, step), timeout=SOURCE_TIMEOUT_S
         )
@@ -317,7 +314,7 @@ def _step(settings: Settings, target: TargetConfig) -> float:
     """The forecaster's grid step, as the runtime chooses it (a model is tied to its step)."""
     config = settings.sources[target.source]
     if isinstance(config, SimulatorSourceConfig):
-        return _simulator_trace(config).step_s
+        return simulator_trace(config).step_s
     return history_step(settings, target, None)
 
 
@@ -394,11 +391,7 @@ def _node_lines(
     nodes = next((t for t in settings.targets if t.name == link.target), None)
     if nodes is None:
         return [f"nodes: target {link.target!r} not found"]
-    shape = NodeShape(
-        Resources(link.pod_requests.cpu, link.pod_requests.memory),
-        Resources(link.node_allocatable.cpu, link.node_allocatable.memory),
-        Resources(link.node_overhead.cpu, link.node_overhead.memory),
-    )
+    shape = node_shape(link)
     forecast = read_forecast(
         settings, target, now, target.name + NODE_MODEL_SUFFIX, nodes.lead_time, reader
     )

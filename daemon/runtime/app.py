@@ -68,7 +68,16 @@ from daemon.sources.prometheus import PrometheusSource
 from daemon.sources.simulator import SimulatorSource
 from daemon.telemetry import HealthState, Telemetry
 
-__all__ = ["Shared", "TargetFactory", "fingerprint", "history_step", "open_kube_client"]
+__all__ = [
+    "Shared",
+    "TargetFactory",
+    "aws_region",
+    "fingerprint",
+    "history_step",
+    "open_kube_client",
+    "query_spec",
+    "simulator_trace",
+]
 
 log = logging.getLogger("elasticd.app")
 
@@ -141,7 +150,7 @@ class TargetFactory:
         )
         clock: Clock = world.now if world is not None else time.time
         source = self._source(settings, source_config, world, where)
-        query: MetricQuery[Any] = MetricQuery(target.name, _query_spec(target))
+        query: MetricQuery[Any] = MetricQuery(target.name, query_spec(target))
         closers: list[Closer] = [source.close]
         try:
             actuator, events = await self._actuator(settings, target, world, where)
@@ -229,7 +238,7 @@ class TargetFactory:
         if isinstance(config, PrometheusSourceConfig):
             return PrometheusSource(config.url, timeout_s=config.timeout, headers=config.headers)
         if isinstance(config, CloudWatchSourceConfig):
-            region = _region(config.region or settings.aws.region, f"{where}.source")
+            region = aws_region(config.region or settings.aws.region, f"{where}.source")
             return CloudWatchSource(
                 region,
                 endpoint_url=config.endpoint_url or settings.aws.endpoint_url,
@@ -238,7 +247,7 @@ class TargetFactory:
         raise ConfigError(f"{where}.source", f"unsupported source {config!r}")
 
     def _world(self, config: SimulatorSourceConfig, target: TargetConfig) -> SimulatedWorld:
-        trace = _simulator_trace(config)
+        trace = simulator_trace(config)
         span = float(trace.times[-1] - trace.times[0])
         return SimulatedWorld(
             trace,
@@ -272,7 +281,7 @@ class TargetFactory:
                 raise
         aws = settings.aws
         session = aioboto3.Session(profile_name=aws.profile) if aws.profile else None
-        region = _region(aws.region, "aws.region")
+        region = aws_region(aws.region, "aws.region")
         if isinstance(target, EksNodeGroupTarget):
             nodegroup_kind = (
                 NodegroupFloorActuator
@@ -362,14 +371,15 @@ def _linked_node_target(settings: Settings, target: TargetConfig) -> TargetConfi
     return settings.target(link.target) if link is not None else None
 
 
-def _region(region: str | None, path: str) -> str:
+def aws_region(region: str | None, path: str) -> str:
+    """The region configured, else from the environment; ``ConfigError`` at ``path`` if none."""
     found = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not found:
         raise ConfigError(path, "no AWS region: set aws.region or AWS_REGION")
     return found
 
 
-def _query_spec(target: TargetConfig) -> Any:
+def query_spec(target: TargetConfig) -> Any:
     """The query in its source's own terms: PromQL text, or a CloudWatch metric spec."""
     query = target.query
     if not isinstance(query, CloudWatchQuery):
@@ -387,7 +397,8 @@ def _query_spec(target: TargetConfig) -> Any:
     )
 
 
-def _simulator_trace(config: SimulatorSourceConfig) -> Trace:
+def simulator_trace(config: SimulatorSourceConfig) -> Trace:
+    """The trace a simulator source replays: its file (rebased to ``start``) or a generated one."""
     start = config.start.timestamp() if isinstance(config.start, datetime) else None
     if config.trace is not None:
         trace = load_trace(Path(config.trace))
