@@ -583,3 +583,35 @@ async def test_replicas_goes_ahead_when_hpas_cannot_be_listed(
     (runtime,) = await factory_harness.build(settings)
 
     assert runtime.reconciler.actuator.describe().startswith("deployment shop/web")
+
+
+async def test_group_floors_are_built_for_asg_and_nodegroup_targets(
+    factory_harness: FactoryHarness, moto_endpoint: str
+) -> None:
+    common = {"source": "sim", "unit_capacity": 100, "lead_time": "5m", "max_units": 10}
+    settings = factory_harness.settings(
+        [
+            {"name": "asg", "kind": "asg", "group_name": "web-asg", "act_via": "asg-floor"}
+            | common,
+            {
+                "name": "ng",
+                "kind": "eks-nodegroup",
+                "cluster": "prod",
+                "nodegroup": "workers",
+                "act_via": "nodegroup-floor",
+            }
+            | common,
+            {"name": "ng-size", "kind": "eks-nodegroup", "cluster": "prod", "nodegroup": "workers"}
+            | common,
+        ],
+        aws={"region": "us-east-1", "endpoint_url": moto_endpoint},
+    )
+
+    runtimes = await factory_harness.build(settings)
+
+    assert [r.reconciler.actuator.describe() for r in runtimes] == [
+        "auto scaling group web-asg floor",
+        "eks nodegroup prod/workers floor",
+        runtimes[2].reconciler.actuator.describe(),
+    ]
+    assert "floor" not in runtimes[2].reconciler.actuator.describe()
