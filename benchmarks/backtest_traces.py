@@ -41,28 +41,59 @@ class Case:
     warmup_s: float
 
 
-def _from_sources_md(folder: Path) -> dict[str, dict[str, str]]:
-    text = (folder / "SOURCES.md").read_text(encoding="utf-8")
+_PARAMETER_PATTERNS = (
+    ("unit_capacity", r"unit[-_ ]?capacity[`*:=| ]+\s*([\d.]+)"),
+    ("lead_time", r"lead[-_ ]?time[`*:=| ]+\s*([\d.]+\s*[smhdw]?)\b"),
+    ("warmup", r"warm[-_ ]?up[`*:=| ]+\s*([\d.]+\s*[smhdw]?)\b"),
+)
+
+
+def _from_table(text: str, names: list[str]) -> dict[str, dict[str, str]]:
+    """Parameters from a markdown table whose header names capacity, lead and warm-up columns."""
     found: dict[str, dict[str, str]] = {}
-    for csv_path in sorted(folder.glob("*.csv")):
-        at = text.find(csv_path.name)
-        if at < 0:
+    columns: dict[str, int] | None = None
+    for line in text.splitlines():
+        if not line.strip().startswith("|"):
+            columns = None
             continue
-        nearby = text[at : at + 1500]
-        following = nearby.find(".csv", len(csv_path.name))
-        if following > 0:
-            nearby = nearby[:following]
+        cells = [cell.strip(" `*") for cell in line.strip().strip("|").split("|")]
+        lowered = [cell.lower() for cell in cells]
+        if any("capacity" in cell for cell in lowered) and any("lead" in c for c in lowered):
+            columns = {}
+            for index, cell in enumerate(lowered):
+                if "capacity" in cell:
+                    columns["unit_capacity"] = index
+                elif "lead" in cell:
+                    columns["lead_time"] = index
+                elif "warm" in cell:
+                    columns["warmup"] = index
+            continue
+        if columns is None or len(columns) < 3:
+            continue
+        name = next((n for n in names if any(n in cell for cell in cells)), None)
+        if name is not None:
+            found[name] = {key: cells[index].replace(" ", "") for key, index in columns.items()}
+    return found
+
+
+def _from_sources_md(folder: Path) -> dict[str, dict[str, str]]:
+    """Parameters per trace from SOURCES.md: a table, or flags/labels in each trace's section."""
+    text = (folder / "SOURCES.md").read_text(encoding="utf-8")
+    names = sorted(path.name for path in folder.glob("*.csv"))
+    found = _from_table(text, names)
+    starts = sorted((text.find(name), name) for name in names if text.find(name) >= 0)
+    for (at, name), (following, _) in zip(starts, [*starts[1:], (len(text), "")], strict=True):
+        if name in found:
+            continue
+        # A trace's section runs from its first mention to the first mention of the next trace.
+        section = text[at:following]
         params = {}
-        for key, pattern in (
-            ("unit_capacity", r"unit[-_ ]capacity[`*:= ]+\s*([\d.]+)"),
-            ("lead_time", r"lead[-_ ]time[`*:= ]+\s*([\d.]+\s*[smhdw]?)"),
-            ("warmup", r"warm[-_ ]?up[`*:= ]+\s*([\d.]+\s*[smhdw]?)"),
-        ):
-            match = re.search(pattern, nearby, flags=re.IGNORECASE)
+        for key, pattern in _PARAMETER_PATTERNS:
+            match = re.search(pattern, section, flags=re.IGNORECASE)
             if match:
                 params[key] = match.group(1).replace(" ", "")
         if len(params) == 3:
-            found[csv_path.name] = params
+            found[name] = params
     return found
 
 
@@ -72,6 +103,9 @@ def cases_from_folder(folder: Path) -> list[Case]:
         params = json.loads((folder / "params.json").read_text(encoding="utf-8"))
     elif (folder / "SOURCES.md").is_file():
         params = _from_sources_md(folder)
+    for path in sorted(folder.glob("*.csv")):
+        if path.name not in params:
+            print(f"skipped {path.name}: no replay parameters found for it")
     cases = []
     for name, entry in sorted(params.items()):
         cases.append(
