@@ -271,6 +271,26 @@ class TargetForecaster:
         self._offset, self._offset_index = offset, block
         return offset
 
+    def latest_residual(self) -> float | None:
+        """How far the newest resolved forecast fell short (> 0) or over (< 0) in log1p space.
+
+        The forecast made ``lead`` steps ago against the peak observed since: the number to
+        watch when a target's short steps rise. None until one has resolved.
+        """
+        k = self.spec.lead_steps
+        with self._lock:
+            if self._values.size <= k:
+                return None
+            forecast = float(self._forecasts[-k - 1])
+            window = self._values[-k:]
+            if not math.isfinite(forecast) or not np.isfinite(window).any():
+                return None
+            peak = float(np.nanmax(window))
+        residuals = log_residuals(
+            np.array([peak]), np.array([forecast]), self.settings.unit_capacity
+        )
+        return float(residuals[0])
+
     def calibration_settings(self) -> CalibrationSettings:
         return CalibrationSettings(
             shortfall_target=self.settings.shortfall_target,
