@@ -1,8 +1,13 @@
 """The composition root: the one module that names concrete sources and actuators.
 
 ``TargetFactory.build`` turns one target of a ``Settings`` into a ``TargetRuntime`` (source,
-actuator, forecaster, reconciler, trainer). Every target owns its own adapters, so replacing a
-target on reload closes exactly what it opened and nothing another target still uses.
+actuator, forecaster, reconciler, trainer). Every target owns its own adapters, but the
+connections under them are shared (``ClientPool``): one aiohttp session per Prometheus URL and
+one Kubernetes ``ApiClient`` per cluster configuration, whatever the number of targets. A
+thousand targets with a session each held a thousand connections to a Prometheus that serves
+512, and a thousand ApiClients each loaded the system CA store (0.84 MB apiece). Each target
+holds a reference, released when it closes; the last release closes the client, so replacing
+a target on reload never closes a client another target still uses.
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ import asyncio
 import logging
 import math
 import os
+import random
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aioboto3
+import aiohttp
 from kubernetes_asyncio import client
 
 from daemon.actuators.autoscaling_group import AutoScalingGroupActuator
@@ -69,6 +76,7 @@ from daemon.sources.simulator import SimulatorSource
 from daemon.telemetry import HealthState, Telemetry
 
 __all__ = [
+    "ClientPool",
     "Shared",
     "TargetFactory",
     "aws_region",
@@ -86,8 +94,80 @@ log = logging.getLogger("elasticd.app")
 DEFAULT_STEP_S = 60.0
 # Reads of the source or the target that take longer count as a transient failure.
 CALL_TIMEOUT_S = 10.0
+# Connections one daemon opens to one Prometheus, shared by all its targets: at 1,000 targets
+# every 15 s that is ~70 short queries a second, which a few connections carry; the cap keeps
+# the daemon far below Prometheus's own limit (512 by default) however many targets it has.
+PROMETHEUS_CONNECTIONS = 32
+# History loads (each 14 days: a few long range queries) running at once across targets. All
+# targets start together; unbounded, 1,000 of them time out in Prometheus's queue. Eight keep
+# Prometheus and the daemon's JSON parsing busy without starving the ticks of connections.
+HISTORY_LOADS = 8
 
 Clock = Callable[[], float]
+C = TypeVar("C")
+
+
+class ClientPool:
+    """Clients shared by every target that talks to the same endpoint, reference-counted.
+
+    ``acquire`` opens a client for a key on first use and returns it with a release function;
+    the last release closes it. A reload builds new targets before it closes the old ones, so
+    a client in use across a reload is kept, and one no target uses any more is closed.
+    """
+
+    def __init__(self) -> None:
+        self._clients: dict[Hashable, tuple[Any, Callable[[], Awaitable[None]]]] = {}
+        self._users: dict[Hashable, int] = {}
+        self._lock = asyncio.Lock()
+
+    async def acquire(
+        self,
+        key: Hashable,
+        open_client: Callable[[], Awaitable[C]],
+        close: Callable[[C], Awaitable[None]],
+    ) -> tuple[C, Closer]:
+        """The client for ``key`` (opened now if none is) and the closer that releases it."""
+        async with self._lock:
+            if key not in self._clients:
+                opened = await open_client()
+                self._clients[key] = (opened, lambda: close(opened))
+                self._users[key] = 0
+            self._users[key] += 1
+            shared: C = self._clients[key][0]
+        released = False
+
+        async def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            await self._release(key)
+
+        return shared, release
+
+    async def _release(self, key: Hashable) -> None:
+        async with self._lock:
+            self._users[key] -= 1
+            if self._users[key] > 0:
+                return
+            del self._users[key]
+            _, close = self._clients.pop(key)
+        await close()
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    async def close(self) -> None:
+        """Close every client still open (at shutdown, after every target has closed)."""
+        async with self._lock:
+            closers = [close for _, close in self._clients.values()]
+            self._clients.clear()
+            self._users.clear()
+        for close in closers:
+            try:
+                await asyncio.wait_for(close(), timeout=5.0)
+            except Exception as error:
+                log.warning("closing a shared client failed: %r", error)
 
 
 @dataclass(frozen=True)
@@ -102,6 +182,12 @@ class Shared:
     """Asked right before every write; followers decide but never write."""
     layers: LayerBoard = field(default_factory=LayerBoard)
     """Pod targets post the nodes they need here; their node targets read it."""
+    history_slot: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(HISTORY_LOADS)
+    )
+    """Bounds the history loads running at once across targets."""
+    clients: ClientPool = field(default_factory=ClientPool)
+    """Prometheus sessions and Kubernetes clients, shared by the targets that use them."""
 
 
 def fingerprint(settings: Settings, target: TargetConfig) -> Hashable:
@@ -149,15 +235,19 @@ class TargetFactory:
             else None
         )
         clock: Clock = world.now if world is not None else time.time
-        source = self._source(settings, source_config, world, where)
-        query: MetricQuery[Any] = MetricQuery(target.name, query_spec(target))
-        closers: list[Closer] = [source.close]
+        # Closed in order when the target goes: its adapters first, then its hold on the
+        # shared clients under them.
+        closers: list[Closer] = []
         try:
-            actuator, events = await self._actuator(settings, target, world, where)
+            source = await self._source(settings, source_config, world, where, closers)
+            closers.insert(0, source.close)
+            query: MetricQuery[Any] = MetricQuery(target.name, query_spec(target))
+            actuator, events = await self._actuator(settings, target, world, where, closers)
+            closers.insert(1, actuator.close)
         except BaseException:
-            await source.close()
+            for closer in closers:
+                await closer()
             raise
-        closers.append(actuator.close)
         step = history_step(settings, target, world)
         forecaster = TargetForecaster(forecast_settings(target, settings.training, step))
         interval = target.interval or settings.interval
@@ -185,6 +275,8 @@ class TargetFactory:
             node_link=node_link,
             # Any node target may be linked from a pod target; unlinked ones find nothing.
             layers=shared.layers if target.kind in NODE_KINDS else None,
+            # A random phase, so targets started together do not all tick in the same instant.
+            phase_s=random.uniform(0.0, interval),
         )
         trainer = ModelTrainer(
             target.name,
@@ -196,6 +288,7 @@ class TargetFactory:
             telemetry=shared.telemetry,
             health=shared.health,
             fit_slot=shared.fit_slot,
+            history_slot=shared.history_slot,
             clock=clock,
             companions=companions,
         )
@@ -226,17 +319,26 @@ class TargetFactory:
 
     # -- sources --------------------------------------------------------------------------
 
-    def _source(
+    async def _source(
         self,
         settings: Settings,
         config: Any,
         world: SimulatedWorld | None,
         where: str,
+        closers: list[Closer],
     ) -> MetricSource[Any]:
+        """The target's source; a release of any shared client it uses goes on ``closers``."""
         if world is not None:
             return SimulatorSource(world)
         if isinstance(config, PrometheusSourceConfig):
-            return PrometheusSource(config.url, timeout_s=config.timeout, headers=config.headers)
+            # Keyed by URL only: headers and timeouts go with each request, not the session.
+            session, release = await self.shared.clients.acquire(
+                ("prometheus", config.url), _prometheus_session, _close_session
+            )
+            closers.append(release)
+            return PrometheusSource(
+                config.url, timeout_s=config.timeout, headers=config.headers, session=session
+            )
         if isinstance(config, CloudWatchSourceConfig):
             region = aws_region(config.region or settings.aws.region, f"{where}.source")
             return CloudWatchSource(
@@ -267,18 +369,22 @@ class TargetFactory:
         target: TargetConfig,
         world: SimulatedWorld | None,
         where: str,
+        closers: list[Closer],
     ) -> tuple[Actuator, ScaleEvents | None]:
-        """The target's actuator, and where its writes are reported as Events (Kubernetes)."""
+        """The target's actuator, and where its writes are reported as Events (Kubernetes);
+        a release of any shared client it uses goes on ``closers``."""
         if isinstance(target, SimulatorTarget):
             assert world is not None  # settings validation: simulator targets need one
             return SimulatorActuator(world, target.name), None
         if isinstance(target, KubernetesWorkloadTarget):
-            api = await open_kube_client(settings)
-            try:
-                return await _kubernetes_actuator(api, target, where)
-            except BaseException:
-                await api.close()
-                raise
+            kubeconfig, in_cluster = kube_client_config(settings)
+            api, release = await self.shared.clients.acquire(
+                ("kubernetes", kubeconfig, in_cluster),
+                lambda: kube_api_client(kubeconfig, in_cluster),
+                _close_api_client,
+            )
+            closers.append(release)
+            return await _kubernetes_actuator(api, target, where)
         aws = settings.aws
         session = aioboto3.Session(profile_name=aws.profile) if aws.profile else None
         region = aws_region(aws.region, "aws.region")
@@ -309,7 +415,7 @@ async def _kubernetes_actuator(
     api: client.ApiClient, target: KubernetesWorkloadTarget, where: str
 ) -> tuple[Actuator, ScaleEvents]:
     """The workload's scale subresource, or the floor of the HPA that owns it, and Events
-    on the object written, sent on the actuator's own client.
+    on the object written, all on the shared client ``api`` (which none of them closes).
 
     Writing the replica count of a workload an HPA owns only flaps (each undoes the other's
     write), so ``replicas`` is refused there with the mode that works instead.
@@ -339,16 +445,14 @@ async def _kubernetes_actuator(
                 f"{where}.act_via",
                 f"no HPA targets {workload}; create one or use act_via: replicas",
             )
-        floor = HpaFloorActuator(api, target.namespace, owner, close_client=True)
+        floor = HpaFloorActuator(api, target.namespace, owner)
         return floor, ScaleEvents(recorder, "HorizontalPodAutoscaler", owner, floor=True)
     if owner is not None:
         raise ConfigError(
             f"{where}.act_via",
             f"{workload} is owned by HPA {owner}; use act_via: hpa-floor",
         )
-    actuator = KubernetesScaleActuator(
-        api, kind, target.namespace, target.workload, close_client=True
-    )
+    actuator = KubernetesScaleActuator(api, kind, target.namespace, target.workload)
     return actuator, ScaleEvents(recorder, kind, target.workload, floor=False)
 
 
@@ -357,12 +461,30 @@ async def open_kube_client(settings: Settings) -> client.ApiClient:
 
     ``PermanentActuatorError`` if no configuration can be loaded.
     """
+    return await kube_api_client(*kube_client_config(settings))
+
+
+def kube_client_config(settings: Settings) -> tuple[str | None, bool]:
+    """(kubeconfig path or None, in-cluster) as ``settings.kubernetes`` resolves here."""
     kube = settings.kubernetes
     in_cluster = (
         "KUBERNETES_SERVICE_HOST" in os.environ if kube.in_cluster == "auto" else kube.in_cluster
     )
     kubeconfig = str(kube.kubeconfig) if kube.kubeconfig is not None else None
-    return await kube_api_client(kubeconfig, in_cluster)
+    return kubeconfig, in_cluster
+
+
+async def _prometheus_session() -> aiohttp.ClientSession:
+    # Opened inside the running loop (aiohttp binds a session to it).
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=PROMETHEUS_CONNECTIONS))
+
+
+async def _close_session(session: aiohttp.ClientSession) -> None:
+    await session.close()
+
+
+async def _close_api_client(api: client.ApiClient) -> None:
+    await api.close()
 
 
 def _linked_node_target(settings: Settings, target: TargetConfig) -> TargetConfig | None:

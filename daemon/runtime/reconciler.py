@@ -113,6 +113,7 @@ class Reconciler:
         events: ScaleEvents | None = None,
         node_link: NodeLink | None = None,
         layers: LayerBoard | None = None,
+        phase_s: float | None = None,
     ) -> None:
         """``clock``: epoch seconds on the target's own clock (a simulator's is accelerated);
         demand age and the planner's windows are measured on it. ``interval_s`` is wall time.
@@ -120,7 +121,9 @@ class Reconciler:
         asked right before each write; None means this instance always writes. ``events``:
         where each write is reported as a Kubernetes Event, if anywhere. ``node_link``: this
         pod target plans the nodes of a node target; ``layers``: where a node target finds
-        the nodes its pods need."""
+        the nodes its pods need. ``phase_s``: how long after the first tick the second is due
+        (default ``interval_s``); the cadence follows from it, so a random phase per target
+        spreads targets that started together over the interval."""
         self.target = target
         self.name = target.name
         self.source = source
@@ -132,6 +135,7 @@ class Reconciler:
         self.health = health
         self.clock = clock
         self.interval_s = interval_s
+        self.phase_s = interval_s if phase_s is None else min(max(phase_s, 0.0), interval_s)
         self.call_timeout_s = call_timeout_s
         self.negative = negative
         self.leadership: Leadership = leadership if leadership is not None else AlwaysLeader()
@@ -148,10 +152,11 @@ class Reconciler:
 
         Ticks keep a fixed cadence (the next one is due ``interval_s`` after the previous one
         started), and a tick that overran is not made up: a burst of catch-up ticks would
-        only repeat the same decision.
+        only repeat the same decision. The first tick runs at once (readiness waits for a
+        source reading); the second ``phase_s`` after it.
         """
         loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        next_at = loop.time() + self.phase_s - self.interval_s
         while not stopping.is_set():
             try:
                 await self.tick()

@@ -4,7 +4,8 @@ Agents (asyncio tasks, named so logs and dumps read well): ``leader_elector``, o
 ``target:<name>`` per target (its ``model_trainer`` then its ``reconciler``),
 ``health_server``, ``readiness_notifier``, ``watchdog_pinger``. Shutdown order: stop
 advertising readiness, tell systemd STOPPING=1, stop starting ticks, give in-flight ticks (and
-their writes) a grace period, release the Lease (no write can follow it), close adapters.
+their writes) a grace period, release the Lease (no write can follow it), close adapters,
+then the clients the targets shared (``ClientPool``) and the audit log's writer.
 """
 
 from __future__ import annotations
@@ -245,6 +246,8 @@ class Supervisor:
         await asyncio.gather(
             *(runtime.close() for runtime in self.targets.values()), return_exceptions=True
         )
+        # Each target released its hold on the shared clients; close whatever is left once.
+        await self.shared.clients.close()
         for agent in agents:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await agent

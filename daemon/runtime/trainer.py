@@ -10,12 +10,16 @@ lead time, saved as ``<target>-nodes``): it gets the same history and is fitted 
 alongside.
 
 Fits are CPU-heavy and run in a worker thread; a shared semaphore lets one fit run at a time,
-so on a small host several targets never fight over the cores the event loop needs.
+so on a small host several targets never fight over the cores the event loop needs. History
+loads share a second semaphore: a thousand targets start together, and a thousand 14-day
+range queries at once only time out in the source's queue; bounded, each load is quick and
+its target fits (and starts ticking) as soon as its turn at the fit slot comes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -57,13 +61,15 @@ class ModelTrainer:
         telemetry: Telemetry,
         health: HealthState,
         fit_slot: asyncio.Semaphore,
+        history_slot: asyncio.Semaphore | None = None,
         clock: Clock = time.time,
         history_timeout_s: float = 60.0,
         negative: NegativePolicy = NegativePolicy.CLAMP,
         companions: Sequence[tuple[str, TargetForecaster]] = (),
     ) -> None:
         """``companions``: (model name, forecaster) pairs fed the same history and fitted
-        and saved with the target's own forecaster."""
+        and saved with the target's own forecaster. ``history_slot``: shared by the targets
+        to bound the history loads in flight at once (None: unbounded)."""
         self.name = name
         self.companions = tuple(companions)
         self.source = source
@@ -74,6 +80,7 @@ class ModelTrainer:
         self.telemetry = telemetry
         self.health = health
         self.fit_slot = fit_slot
+        self.history_slot = history_slot
         self.clock = clock
         self.history_timeout_s = history_timeout_s
         self.negative = negative
@@ -110,15 +117,18 @@ class ModelTrainer:
     async def load_history(self) -> None:
         """Replace the forecaster's buffer with the source's recent history."""
         step = self.forecaster.settings.step_s
-        end = self.clock()
-        # Grid-aligned start, so the source's points fall on the forecaster's grid steps.
-        start = math.floor((end - self.training.history_window) / step) * step
         for attempt in range(1, HISTORY_ATTEMPTS + 1):
             try:
-                series = await asyncio.wait_for(
-                    self.source.history(self.query, start, end, step),
-                    timeout=self.history_timeout_s,
-                )
+                # Waiting for a slot is not the source being slow: the timeout starts inside,
+                # and so does the range, so a long wait leaves no gap before the first tick.
+                async with self.history_slot or contextlib.nullcontext():
+                    end = self.clock()
+                    # Grid-aligned start, so the source's points fall on the forecaster's grid.
+                    start = math.floor((end - self.training.history_window) / step) * step
+                    series = await asyncio.wait_for(
+                        self.source.history(self.query, start, end, step),
+                        timeout=self.history_timeout_s,
+                    )
             except (SourceError, TimeoutError) as error:
                 self.telemetry.record_source_error(self.name, "history")
                 log.warning(
