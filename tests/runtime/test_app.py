@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from daemon.audit import AuditLog
@@ -370,6 +371,7 @@ class FactoryHarness:
     async def close(self) -> None:
         for runtime in self.runtimes:
             await runtime.close()
+        await self.shared.clients.close()
         self.audit.close()
 
 
@@ -615,3 +617,106 @@ async def test_group_floors_are_built_for_asg_and_nodegroup_targets(
         runtimes[2].reconciler.actuator.describe(),
     ]
     assert "floor" not in runtimes[2].reconciler.actuator.describe()
+
+
+# -- shared clients (issue 3: a thousand targets, one connection pool per endpoint) -----------
+
+
+async def test_kubernetes_targets_share_one_client_until_the_last_one_closes(
+    factory_harness: FactoryHarness, kube: tuple[FakeKube, dict[str, Any]]
+) -> None:
+    fake, kube_settings = kube
+    fake.seed(web_deployment(1))
+    settings = factory_harness.settings(
+        [web_target(), web_target(name="web-2"), web_target(name="web-3")],
+        kubernetes=kube_settings,
+    )
+    pool = factory_harness.shared.clients
+
+    first, second, third = await factory_harness.build(settings)
+
+    assert len(pool) == 1
+    # Closing a target (as a reload replacing it does) leaves the others' client open.
+    await first.close()
+    await second.close()
+    assert len(pool) == 1
+    await factory_harness.start([third], DAY_7 + 3600)
+    await tick_through(factory_harness, [third], DAY_7 + 3600, DAY_7 + 3660)
+    assert fake.writes_to(WEB_SCALE_PATH, verb="PATCH"), "the last target still writes"
+    await third.close()
+    assert len(pool) == 0
+
+
+async def test_a_refused_target_releases_the_shared_client(
+    factory_harness: FactoryHarness, kube: tuple[FakeKube, dict[str, Any]]
+) -> None:
+    fake, kube_settings = kube
+    fake.seed(web_deployment(2))
+    fake.seed(web_hpa(2))
+    settings = factory_harness.settings([web_target()], kubernetes=kube_settings)
+
+    with pytest.raises(ConfigError):
+        await factory_harness.build(settings)
+
+    assert len(factory_harness.shared.clients) == 0
+
+
+class CountingPrometheus:
+    """A Prometheus query endpoint on 127.0.0.1 that records each request's client port."""
+
+    def __init__(self) -> None:
+        self.ports: list[int] = []
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def query(self, request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.ports.append(int(peer[1]) if peer else -1)
+        form = await request.post()
+        stamp = float(str(form["time"]))
+        body = {"resultType": "vector", "result": [{"metric": {}, "value": [stamp, "150"]}]}
+        return web.json_response({"status": "success", "data": body})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/api/v1/query", self.query)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+async def test_prometheus_targets_share_one_session_and_its_connections(
+    factory_harness: FactoryHarness, kube: tuple[FakeKube, dict[str, Any]]
+) -> None:
+    fake, kube_settings = kube
+    fake.seed(web_deployment(3))
+    prometheus = CountingPrometheus()
+    await prometheus.start()
+    try:
+        settings = factory_harness.settings(
+            [web_target(name=f"web-{i}", source="prom", query="sum(up)") for i in range(5)],
+            kubernetes=kube_settings,
+            sources={"prom": {"type": "prometheus", "url": prometheus.url}},
+        )
+        runtimes = await factory_harness.build(settings)
+        for runtime in runtimes:
+            report = await runtime.reconciler.tick()
+            assert report.demand == 150.0
+
+        # One session (and one Kubernetes client) for five targets; ticks one after another
+        # reuse its one keep-alive connection instead of each target opening its own.
+        assert len(factory_harness.shared.clients) == 2
+        assert len(prometheus.ports) == 5
+        assert len(set(prometheus.ports)) == 1
+        for runtime in runtimes:
+            await runtime.close()
+        assert len(factory_harness.shared.clients) == 0
+    finally:
+        await prometheus.stop()

@@ -189,6 +189,68 @@ async def test_append_async_from_many_tasks_keeps_lines_whole(tmp_path: Path) ->
     assert sorted(_targets_in_all_files(tmp_path)) == sorted(f"deploy/w{n}" for n in range(40))
 
 
+class CountingAuditLog(AuditLog):
+    """The real log, counting the batches its writer hands to a worker thread."""
+
+    batches: list[int]
+
+    def append_many(self, records: list[AuditRecord]) -> None:
+        self.batches = [*getattr(self, "batches", []), len(records)]
+        super().append_many(records)
+
+
+async def test_append_async_batches_records_queued_together_in_call_order(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = CountingAuditLog(path)
+    await asyncio.gather(*(log.append_async(_record(f"deploy/w{n}")) for n in range(200)))
+    log.close()
+    # A thread hand-off per batch, not per record; every line whole, in the order appended.
+    assert sum(log.batches) == 200
+    assert len(log.batches) <= 3
+    assert [line["target"] for line in _lines(path)] == [f"deploy/w{n}" for n in range(200)]
+
+
+async def test_append_async_returns_only_after_its_line_is_flushed(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    for n in range(3):
+        await log.append_async(_record(f"deploy/w{n}"))
+        # Another reader sees the line as soon as the call returns: nothing waits in a buffer.
+        assert _lines(path)[-1]["target"] == f"deploy/w{n}"
+    log.close()
+
+
+async def test_append_async_reports_a_failed_write_to_every_caller_of_the_batch(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    log = AuditLog(blocker / "audit.jsonl")
+    results = await asyncio.gather(
+        *(log.append_async(_record(f"deploy/w{n}")) for n in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(result, OSError) for result in results)
+    # The writer survives the failure: a later append to a good file works.
+    good = AuditLog(tmp_path / "audit.jsonl")
+    await good.append_async(_record())
+    good.close()
+
+
+async def test_a_cancelled_caller_does_not_stop_the_others_lines(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    tasks = [asyncio.create_task(log.append_async(_record(f"deploy/w{n}"))) for n in range(10)]
+    await asyncio.sleep(0)
+    tasks[3].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    log.close()
+    targets = [line["target"] for line in _lines(path)]
+    # The cancelled caller's record may or may not be written; every other one is.
+    assert {f"deploy/w{n}" for n in range(10) if n != 3} <= set(targets)
+
+
 @pytest.mark.parametrize(("max_bytes", "backups"), [(0, 1), (10, -1)])
 def test_rejects_bad_limits(tmp_path: Path, max_bytes: int, backups: int) -> None:
     with pytest.raises(ValueError):

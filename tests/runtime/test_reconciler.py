@@ -175,6 +175,24 @@ def harness(tmp_path: Path) -> Harness:
     return Harness(tmp_path)
 
 
+async def test_the_second_tick_comes_one_phase_after_the_first(
+    harness: Harness, fake_kube: FakeKube, actuator: KubernetesScaleActuator
+) -> None:
+    # A random phase per target (the factory's) spreads targets that started together.
+    fake_kube.seed(deployment(2))
+    reconciler = harness.reconciler(web_target(), ScriptedSource(900.0), actuator, level=900.0)
+    reconciler.interval_s, reconciler.phase_s = 30.0, 0.05
+    stopping = asyncio.Event()
+    running = asyncio.create_task(reconciler.run(stopping))
+
+    await asyncio.sleep(1.0)
+    stopping.set()
+    await running
+
+    # The first tick at once, the second after the phase, the third not before 30 s more.
+    assert reconciler.ticks == 2
+
+
 async def test_forecast_only_decides_and_audits_but_never_writes(
     harness: Harness, fake_kube: FakeKube, actuator: KubernetesScaleActuator
 ) -> None:
