@@ -67,12 +67,23 @@ class TargetForecaster:
         self._lock = threading.Lock()
         self._first_index: int | None = None  # grid index of _values[0]
         self._values = np.empty(0)
-        # Base forecast made at each grid step (NaN: none). float32: it only feeds a residual
-        # quantile, and it is a third of each target's memory in a daemon of 1,000 targets.
+        # Base forecast made at each of the newest grid steps (NaN: none); it ends where
+        # _values ends, and starts at grid index _forecast_first. float32, and only as long as
+        # the conformal offset looks back (a week), not the whole history: it only feeds a
+        # residual quantile, and at full length it was a third of each target's memory in a
+        # daemon of 1,000 targets.
         self._forecasts = np.empty(0, dtype=np.float32)
         self._rungs = np.empty(0, dtype=np.int8)  # which rung made it (_RUNG_CODES)
+        self._forecast_first = 0
         self._forecaster: PeakForecaster = RecentPeak()
         self._capacity = int((settings.train_window_s + _FEATURE_HISTORY_S) / settings.step_s)
+        # conformal_offset reads back a calibration window from the last refresh block, whose
+        # newest forecasts resolve a lead time later; keep one refresh period more than that.
+        self._forecast_capacity = (
+            math.ceil(self.calibration_settings().window_s / settings.step_s)
+            + self.spec.lead_steps
+            + 2 * max(1, round(CONFORMAL_REFRESH_S / settings.step_s))
+        )
         self._cached: tuple[int, float | None, str] | None = None
         self._offset = 0.0
         self._offset_index: int | None = None
@@ -109,8 +120,10 @@ class TargetForecaster:
             grid = np.full(int(index[-1]) - first + 1, np.nan)
             grid[index - first] = values  # later samples in a step win
             self._first_index, self._values = first, grid
-            self._forecasts = np.full(grid.size, np.nan, dtype=np.float32)
-            self._rungs = np.zeros(grid.size, dtype=np.int8)
+            kept = min(grid.size, self._forecast_capacity)
+            self._forecasts = np.full(kept, np.nan, dtype=np.float32)
+            self._rungs = np.zeros(kept, dtype=np.int8)
+            self._forecast_first = first + grid.size - kept
             self._trim()
             self._cached = None
 
@@ -123,6 +136,7 @@ class TargetForecaster:
                 self._values = np.full(1, np.nan)
                 self._forecasts = np.full(1, np.nan, dtype=np.float32)
                 self._rungs = np.zeros(1, dtype=np.int8)
+                self._forecast_first = index
             self._extend_to(index)
             position = index - self._first_index
             if position < 0:
@@ -147,9 +161,12 @@ class TargetForecaster:
         excess = self._values.size - self._capacity
         if excess > self._capacity // 10 and self._first_index is not None:
             self._values = self._values[excess:].copy()
+            self._first_index += excess
+        excess = self._forecasts.size - self._forecast_capacity
+        if excess > self._forecast_capacity // 10:
             self._forecasts = self._forecasts[excess:].copy()
             self._rungs = self._rungs[excess:].copy()
-            self._first_index += excess
+            self._forecast_first += excess
 
     def _snapshot(self, seconds: float | None) -> tuple[FloatArray, FloatArray]:
         """(times, values) of the newest ``seconds`` of history (all when None)."""
@@ -231,7 +248,7 @@ class TargetForecaster:
             value = math.nan
         result = None if not math.isfinite(value) else value
         with self._lock:
-            position = index - (self._first_index or 0)
+            position = index - self._forecast_first
             if 0 <= position < self._forecasts.size and result is not None:
                 self._forecasts[position] = result
                 self._rungs[position] = _RUNG_CODES.get(forecaster.name, 0)
@@ -258,8 +275,7 @@ class TargetForecaster:
             lo = max(self._first_index, resolved - window)
             start, stop = lo - self._first_index, block - self._first_index + 1
             values = self._values[start:stop].copy()
-            forecasts = self._forecasts[start:stop].astype(np.float64)
-            rungs = self._rungs[start:stop].copy()
+            forecasts, rungs = self._recorded(lo, block + 1)
             rung = _RUNG_CODES.get(self._forecaster.name, 0)
         if resolved < lo:
             offset = 0.0
@@ -279,7 +295,7 @@ class TargetForecaster:
         """
         k = self.spec.lead_steps
         with self._lock:
-            if self._values.size <= k:
+            if self._values.size <= k or self._forecasts.size <= k:
                 return None
             forecast = float(self._forecasts[-k - 1])
             window = self._values[-k:]
@@ -290,6 +306,18 @@ class TargetForecaster:
             np.array([peak]), np.array([forecast]), self.settings.unit_capacity
         )
         return float(residuals[0])
+
+    def _recorded(self, lo: int, hi: int) -> tuple[FloatArray, NDArray[np.int8]]:
+        """The forecasts and rungs recorded for grid steps ``[lo, hi)`` (hold the lock):
+        NaN and 0 where none was made or it is no longer kept."""
+        forecasts = np.full(hi - lo, np.nan)
+        rungs = np.zeros(hi - lo, dtype=np.int8)
+        first = self._forecast_first
+        a, b = max(lo, first), min(hi, first + self._forecasts.size)
+        if a < b:
+            forecasts[a - lo : b - lo] = self._forecasts[a - first : b - first]
+            rungs[a - lo : b - lo] = self._rungs[a - first : b - first]
+        return forecasts, rungs
 
     def calibration_settings(self) -> CalibrationSettings:
         return CalibrationSettings(

@@ -1,0 +1,55 @@
+"""The daemon's forecaster keeps its forecast record only as long as calibration reads back,
+and still gives the backtest's conformal offsets once older forecasts are dropped."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from daemon.backtest.synthetic import TraceShape, generate_trace
+from daemon.backtest.walkforward import PlanConfig, base_forecasts, conformal_offsets
+from daemon.forecasting import ForecastSettings, TargetForecaster
+
+
+def test_a_trimmed_forecast_record_gives_the_replays_offsets() -> None:
+    # Ten days: past the week the conformal offset reads back, so the record is trimmed.
+    trace = generate_trace(TraceShape(days=10, step_s=600.0, gap_share=0.02, seed=5))
+    config = PlanConfig(unit_capacity=100.0, lead_s=1200.0, warmup_s=86_400.0)
+    settings = ForecastSettings(
+        step_s=trace.step_s, lead_s=config.lead_s, unit_capacity=100.0, shortfall_target=0.01
+    )
+    replayed, sources, _ = base_forecasts(trace, config, settings.spec)
+
+    daemon = TargetForecaster(settings)
+    per_day = round(86_400.0 / trace.step_s)
+    offsets, largest = [], 0
+    for i, (now, value) in enumerate(zip(trace.times.tolist(), trace.values.tolist(), strict=True)):
+        if i % per_day == 0:
+            daemon.train(now)
+        daemon.observe(now, None if math.isnan(value) else value)
+        daemon.forecast(now)
+        offsets.append(daemon.conformal_offset())
+        largest = max(largest, daemon._forecasts.size)
+
+    week = 7 * per_day
+    assert largest < 1.2 * week < len(trace)
+    replayed_offsets = conformal_offsets(trace, replayed, sources, config, settings.spec.lead_steps)
+    np.testing.assert_allclose(np.array(offsets), replayed_offsets, rtol=1e-6, atol=1e-9)
+    assert np.any(np.array(offsets)[-per_day:] != 0.0)
+
+
+def test_loaded_history_keeps_a_week_of_forecast_record_not_the_whole_history() -> None:
+    settings = ForecastSettings(
+        step_s=60.0, lead_s=360.0, unit_capacity=50.0, shortfall_target=0.01
+    )
+    daemon = TargetForecaster(settings)
+    end = 1_767_571_200.0
+    times = end - 60.0 * np.arange(14 * 1440 - 1, -1, -1, dtype=np.float64)
+    daemon.load_history(times, np.full(times.size, 100.0))
+
+    assert daemon._values.size == 14 * 1440
+    assert daemon._forecasts.size < 7.2 * 1440
+    forecast, _ = daemon.forecast(end)
+    assert forecast is not None
+    assert daemon.latest_residual() is None  # the newest forecast has not resolved yet
