@@ -42,6 +42,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "last_week_shape",
     "week_profile_peak_rel",
     "week_profile_shape",
+    "hour_ago_peak_rel",
     "time_of_day_sin",
     "time_of_day_cos",
     "day_of_week",
@@ -80,6 +81,10 @@ class FeatureSpec:
     @property
     def week_steps(self) -> int:
         return max(1, round(SECONDS_PER_WEEK / self.step_s))
+
+    @property
+    def hour_steps(self) -> int:
+        return max(1, round(3600.0 / self.step_s))
 
     @property
     def anchor_steps(self) -> int:
@@ -218,6 +223,8 @@ def build_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) -> 
         last_week_peak - last_week_level,
         profile_peak - anchor,
         profile_shape,
+        # Machine-made load (cron jobs, batch pollers) repeats hourly, not daily.
+        seasonal_peak(max_lead, spec.hour_steps, k) - anchor,
         np.sin(angle),
         np.cos(angle),
         day_of_week,
