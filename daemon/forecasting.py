@@ -141,7 +141,12 @@ class TargetForecaster:
             position = index - self._first_index
             if position < 0:
                 return  # older than the buffer: nothing to learn from it any more
-            if value is not None and math.isfinite(value) and value >= 0:
+            # Only a new value makes the cached forecast stale: a 15 s tick re-reading a series
+            # sampled each minute repeats it, and rebuilding the features (a week and more of
+            # history) four times a minute was half the daemon's CPU at 1,000 targets.
+            # NaN (nothing observed yet) differs from any value.
+            usable = value is not None and math.isfinite(value) and value >= 0
+            if usable and self._values[position] != value:
                 self._values[position] = value
                 self._cached = None
 

@@ -53,3 +53,27 @@ def test_loaded_history_keeps_a_week_of_forecast_record_not_the_whole_history() 
     forecast, _ = daemon.forecast(end)
     assert forecast is not None
     assert daemon.latest_residual() is None  # the newest forecast has not resolved yet
+
+
+def test_a_repeated_sample_keeps_the_forecast_and_a_new_one_replaces_it() -> None:
+    settings = ForecastSettings(
+        step_s=60.0, lead_s=360.0, unit_capacity=50.0, shortfall_target=0.01
+    )
+    daemon = TargetForecaster(settings)
+    end = 1_767_571_200.0
+    times = end - 60.0 * np.arange(3 * 1440 - 1, -1, -1, dtype=np.float64)
+    daemon.load_history(times, np.full(times.size, 100.0))
+    daemon.observe(end + 60.0, 100.0)
+    first, _ = daemon.forecast(end + 60.0)
+    built = daemon._cached
+
+    # Ticks within the same minute that read the same value reuse the forecast made for it.
+    for second in (15.0, 30.0, 45.0):
+        daemon.observe(end + 60.0 + second, 100.0)
+        assert daemon.forecast(end + 60.0 + second) == (first, daemon.forecaster_name)
+        assert daemon._cached is built
+    # A changed value within the minute is forecast from afresh.
+    daemon.observe(end + 60.0 + 50.0, 400.0)
+    assert daemon._cached is None
+    raised, _ = daemon.forecast(end + 60.0 + 50.0)
+    assert raised is not None and first is not None and raised > first
