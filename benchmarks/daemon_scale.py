@@ -45,7 +45,7 @@ ran beside it, load average 1-3):
   Prometheus 6.5 %, fake API server 2.8 %; SIGTERM -> exit 0 in 12.3 s.
 - ``train()`` alone on 14 days of 1-minute history: mean 0.48 s, max 0.50 s (goal 1 s: met).
 
-Where it goes (for the owners; no daemon code was changed):
+Where it went in that first run (before any fix):
 
 - RSS: about 0.84 MB per target is the Kubernetes client: ``kube_api_client`` builds one
   ``ApiClient`` per target and kubernetes_asyncio's ``RESTClientObject`` calls
@@ -59,6 +59,56 @@ Where it goes (for the owners; no daemon code was changed):
   CPU a minute (~9.5 % of a core at 1,000 targets), 2.6 ms of it threadpoolctl.
 - Hourly retraining (default cadence, outside the window): 1,000 x 0.5 s = ~14 % of a core
   on average, on top of the steady state.
+
+After the issue-3 fixes, measured on 2026-11-26 (same 2-core shared VM; load average 1.0-1.4
+before each run, other users ~0-13 % of a core in the windows; measure 120 s). Run A: one
+aiohttp session per Prometheus URL (32 connections) and one Kubernetes ``ApiClient`` per
+cluster config, shared by all targets (``ClientPool`` in runtime/app.py); at most 8 history
+loads at once; a random tick phase per target; audit writes batched by one writer task. Run B:
+the forecaster's per-step forecast record kept for the conformal window (a week) only. Run C
+(current code): a tick that re-reads an unchanged sample reuses the cached forecast.
+
+=====================================  ===============  ===========  ===========  ==========
+1000 targets                           before           A            B (*)        C (now)
+=====================================  ===============  ===========  ===========  ==========
+READY                                  never            375 s        377 s        324 s
+history loads failed / no history      2,677 / 789      0 / 0        0 / 0        0 / 0
+start-up fits mean / max               (211 fitted)     0.36 / 1.8   0.37 / 2.1   0.32 / 1.9
+daemon CPU, steady state               34.1 %           56.9 %       62.2 %       28.6 %
+RSS mean (peak)                        1,558 (1,654)    787 (800)    745 (758)    757 (766)
+tick p50 / p99                         6.2 s / 29.6 s   14 / 120 ms  17 / 196 ms  4.1 / 49 ms
+ticks done / due (before: 60 s)        4,013 / 4,002    8,040/8,004  8,058/8,004  8,041/8,004
+source errors in window                1,795 / min      0            0            0
+Prometheus / fake API server CPU       6.5 / 2.8 %      9.9 / 3.2 %  10.7 / 3.4 % 9.2 / 3.3 %
+SIGTERM -> exit 0                      12.3 s           1.2 s        1.3 s        1.4 s
+``train()`` alone, mean / max          0.48 / 0.50 s    0.19 / 0.22  0.19 / 0.20  0.20 / 0.25
+=====================================  ===============  ===========  ===========  ==========
+
+(*) py-spy sampled B's window (``--nonblocking``), and a new feature (the same window an
+hour ago) landed between A and B; "before" saw far less work (789 targets without a model,
+~300 never reaching Prometheus), which is why A's CPU is higher than it. Start-up fits above
+1 s are contention (one fit at a time beside 1,000 history loads and ticks); ``train()`` alone
+meets the 1 s goal with room to spare.
+
+Where it goes now (run C):
+
+- CPU 28.6 % (goal 20 %, MISSED). py-spy of run B: ``TargetForecaster.forecast`` was 52 % of
+  samples, ``build_features`` 42 %: the cached forecast was dropped on every observed sample,
+  so each target rebuilt its features (9 days, ~8 ms) four times a minute. Now once a minute
+  per target when the sample repeats (1,000 x ~8 ms a minute = ~13 % of a core); a series
+  whose value changes at every 15 s tick still rebuilds four times. The rest is the ticks' I/O
+  (Prometheus query, Kubernetes scale read, aiohttp; ~2 ms of CPU per tick at 67 ticks/s).
+  Next lever, in ``models/features.py``: features for the last row only (the forecast needs
+  one row, not 12,960). Hourly retraining adds ~9 % of a core on average.
+- RSS 757 MB (goal 400 MB, MISSED). Imports alone are ~195 MB (scikit-learn/scipy ~120 MB,
+  kubernetes_asyncio ~60, aioboto3 ~35). Per target ~0.5 MB, measured in-process with
+  tracemalloc: the history buffer 158 KB (14 days float64; it grows to train window + 9 days,
+  265 KB, nine days after start), the forecast record 51 KB (was 99 KB at 14 days and 165 KB
+  at 23), the fitted model ~140-220 KB (its pickle is 143 KB), Prometheus metrics 23 KB; the
+  rest is allocator fragmentation from fits on worker threads (``malloc_trim`` returns only
+  ~10 %). 400 MB at 1,000 targets leaves ~200 KB per target after imports: it needs a smaller
+  model and a shorter or float32 history buffer (both change forecasts, so both belong to the
+  models' owners with a backtest), or lazy imports of the SDKs a config does not use.
 """
 
 from __future__ import annotations
