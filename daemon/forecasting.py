@@ -315,8 +315,10 @@ class TargetForecaster:
     def _recorded(self, lo: int, hi: int) -> tuple[FloatArray, NDArray[np.int8]]:
         """The forecasts and rungs recorded for grid steps ``[lo, hi)`` (hold the lock):
         NaN and 0 where none was made or it is no longer kept."""
-        forecasts = np.full(hi - lo, np.nan)
-        rungs = np.zeros(hi - lo, dtype=np.int8)
+        # Empty when the buffer starts after ``hi`` (the first hour of a target without history).
+        size = max(0, hi - lo)
+        forecasts = np.full(size, np.nan)
+        rungs = np.zeros(size, dtype=np.int8)
         first = self._forecast_first
         a, b = max(lo, first), min(hi, first + self._forecasts.size)
         if a < b:

@@ -77,3 +77,15 @@ def test_a_repeated_sample_keeps_the_forecast_and_a_new_one_replaces_it() -> Non
     assert daemon._cached is None
     raised, _ = daemon.forecast(end + 60.0 + 50.0)
     assert raised is not None and first is not None and raised > first
+
+
+def test_a_target_without_history_gets_no_offset_in_its_first_hour() -> None:
+    settings = ForecastSettings(
+        step_s=60.0, lead_s=360.0, unit_capacity=50.0, shortfall_target=0.01
+    )
+    daemon = TargetForecaster(settings)
+    start = 1_767_571_200.0 + 1800.0  # mid-hour: the refresh block starts before the buffer
+    for i in range(5):
+        daemon.observe(start + 60.0 * i, 100.0)
+        daemon.forecast(start + 60.0 * i)
+        assert daemon.conformal_offset() == 0.0
