@@ -22,7 +22,13 @@ from numpy.typing import NDArray
 from models.artifacts import load_model, save_model
 from models.calibration import CalibrationSettings, conformal_offset, log_residuals
 from models.errors import ModelError
-from models.features import FeatureSpec, build_features, future_peak, lead_steps_for
+from models.features import (
+    FeatureSpec,
+    build_features,
+    future_peak,
+    last_row_features,
+    lead_steps_for,
+)
 from models.forecaster import (
     DEFAULT_TRAIN_WINDOW_S,
     GradientBoostingPeak,
@@ -244,11 +250,10 @@ class TargetForecaster:
         if cached is not None and cached[0] == index:
             return cached[1], cached[2]
         times, values = self._snapshot(_FEATURE_HISTORY_S)
-        features = build_features(times, values, self.spec)
+        # One row, computed alone: the same numbers as the full matrix's last row (tested).
+        features = last_row_features(times, values, self.spec)
         try:
-            value = float(
-                forecast_demand(forecaster, features, self.spec, np.array([values.size - 1]))[0]
-            )
+            value = float(forecast_demand(forecaster, features, self.spec, np.array([0]))[0])
         except ModelError:
             value = math.nan
         result = None if not math.isfinite(value) else value
