@@ -181,6 +181,9 @@ class Reconciler:
             return await self._unreadable(now, checked, capacity_or_error)
         capacity = capacity_or_error
         base_forecast, forecast_source = self.forecaster.forecast(now)
+        residual = self.forecaster.latest_residual()
+        if residual is not None:
+            self.telemetry.record_forecast_error(self.name, residual)
         # The conformal part of the calibration comes from the forecaster's resolved
         # forecasts; the integral part is carried in our TickState.
         self.state = replace(

@@ -507,3 +507,21 @@ async def test_leadership_is_asked_after_the_reads_right_before_the_write(
     assert report.skipped == "not leader"
     assert fake_kube.writes_to(SCALE_PATH, verb="PATCH") == []
     assert leadership.asked == 1
+
+
+async def test_forecast_error_is_exported_once_a_forecast_has_resolved(
+    harness: Harness, fake_kube: FakeKube, actuator: KubernetesScaleActuator
+) -> None:
+    fake_kube.seed(deployment(5))
+    reconciler = harness.reconciler(
+        web_target(mode="forecast-only"), ScriptedSource(500.0), actuator, level=500.0
+    )
+    lead_steps = reconciler.forecaster.spec.lead_steps
+    for _ in range(lead_steps + 2):
+        await reconciler.tick()
+        harness.clock.now += 60
+    residual = harness.registry.get_sample_value(
+        "elasticd_forecast_log_residual", {"target": "web"}
+    )
+    # Flat demand after flat history: the resolved forecast was right, neither over nor short.
+    assert residual is not None and abs(residual) < 0.05
