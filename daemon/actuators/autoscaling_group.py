@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import aioboto3
@@ -12,8 +11,6 @@ from daemon.actuators.aws import AwsClient
 from daemon.actuators.base import Capacity, ScaleResult, clamp
 from daemon.actuators.retry import RetryPolicy
 from daemon.errors import PermanentActuatorError
-
-log = logging.getLogger(__name__)
 
 
 class AutoScalingGroupActuator:
@@ -47,32 +44,17 @@ class AutoScalingGroupActuator:
         return f"auto scaling group {self.group_name}"
 
     async def read(self) -> Capacity:
-        group = await self._group()
-        ready = sum(
-            1
-            for instance in group.get("Instances", [])
-            if instance.get("LifecycleState") == "InService"
-            and instance.get("HealthStatus") == "Healthy"
-        )
+        group = await describe_group(self._autoscaling, self.group_name, self.describe())
         return Capacity(
             desired=int(group["DesiredCapacity"]),
-            ready=ready,
+            ready=healthy_in_service(group),
             min_size=int(group["MinSize"]),
             max_size=int(group["MaxSize"]),
         )
 
     async def scale(self, desired: int) -> ScaleResult:
         current = await self.read()
-        applied = clamp(desired, current.min_size, current.max_size)
-        if applied != desired:
-            log.info(
-                "%s: %d clamped to %d (bounds %s..%s)",
-                self.describe(),
-                desired,
-                applied,
-                current.min_size,
-                current.max_size,
-            )
+        applied = clamp(desired, current.min_size, current.max_size, what=self.describe())
         if applied == current.desired:
             return ScaleResult(False, current.desired, desired, applied)
         # HonorCooldown=False: the daemon applies its own stabilisation; the group's cooldown
@@ -89,14 +71,24 @@ class AutoScalingGroupActuator:
     async def close(self) -> None:
         await self._autoscaling.close()
 
-    async def _group(self) -> dict[str, Any]:
-        answer = await self._autoscaling.call(
-            "describe_auto_scaling_groups",
-            f"describe {self.describe()}",
-            AutoScalingGroupNames=[self.group_name],
-        )
-        groups: list[dict[str, Any]] = answer.get("AutoScalingGroups", [])
-        # AWS answers an unknown name with an empty list, not an error.
-        if not groups:
-            raise PermanentActuatorError(f"{self.describe()} not found")
-        return groups[0]
+
+async def describe_group(autoscaling: AwsClient, group_name: str, what: str) -> dict[str, Any]:
+    """The group as DescribeAutoScalingGroups returns it (shared with the floor actuator)."""
+    answer = await autoscaling.call(
+        "describe_auto_scaling_groups", f"describe {what}", AutoScalingGroupNames=[group_name]
+    )
+    groups: list[dict[str, Any]] = answer.get("AutoScalingGroups", [])
+    # AWS answers an unknown name with an empty list, not an error.
+    if not groups:
+        raise PermanentActuatorError(f"{what} not found")
+    return groups[0]
+
+
+def healthy_in_service(group: dict[str, Any]) -> int:
+    """Instances serving: InService and Healthy (booting or unhealthy ones do not count)."""
+    return sum(
+        1
+        for instance in group.get("Instances", [])
+        if instance.get("LifecycleState") == "InService"
+        and instance.get("HealthStatus") == "Healthy"
+    )

@@ -5,8 +5,11 @@ One module per target kind implements ``Actuator``; the loop and the app see onl
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +63,18 @@ class Actuator(Protocol):
         ...
 
 
-def clamp(desired: int, min_size: int | None, max_size: int | None) -> int:
-    """``desired`` within the target's own bounds; an unknown bound does not limit."""
+def clamp(
+    desired: int, min_size: int | None, max_size: int | None, *, what: str | None = None
+) -> int:
+    """``desired`` within the target's own bounds; an unknown bound does not limit.
+
+    With ``what`` (the target's description) a request that had to be clamped is logged.
+    """
+    applied = desired
     if max_size is not None:
-        desired = min(desired, max_size)
+        applied = min(applied, max_size)
     if min_size is not None:
-        desired = max(desired, min_size)
-    return desired
+        applied = max(applied, min_size)
+    if what is not None and applied != desired:
+        log.info("%s: %d clamped to %d (bounds %s..%s)", what, desired, applied, min_size, max_size)
+    return applied

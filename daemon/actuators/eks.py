@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
 import aioboto3
 from botocore.config import Config
@@ -10,8 +10,6 @@ from botocore.config import Config
 from daemon.actuators.aws import AwsClient
 from daemon.actuators.base import Capacity, ScaleResult, clamp
 from daemon.actuators.retry import RetryPolicy
-
-log = logging.getLogger(__name__)
 
 
 class EksNodegroupActuator:
@@ -48,13 +46,7 @@ class EksNodegroupActuator:
         return f"eks nodegroup {self.cluster}/{self.nodegroup}"
 
     async def read(self) -> Capacity:
-        answer = await self._eks.call(
-            "describe_nodegroup",
-            f"describe {self.describe()}",
-            clusterName=self.cluster,
-            nodegroupName=self.nodegroup,
-        )
-        scaling = answer["nodegroup"].get("scalingConfig", {})
+        scaling = await describe_scaling(self._eks, self.cluster, self.nodegroup, self.describe())
         return Capacity(
             desired=int(scaling.get("desiredSize", 0)),
             ready=None,
@@ -64,16 +56,7 @@ class EksNodegroupActuator:
 
     async def scale(self, desired: int) -> ScaleResult:
         current = await self.read()
-        applied = clamp(desired, current.min_size, current.max_size)
-        if applied != desired:
-            log.info(
-                "%s: %d clamped to %d (bounds %s..%s)",
-                self.describe(),
-                desired,
-                applied,
-                current.min_size,
-                current.max_size,
-            )
+        applied = clamp(desired, current.min_size, current.max_size, what=self.describe())
         if applied == current.desired:
             return ScaleResult(False, current.desired, desired, applied)
         # Only desiredSize is sent: resending the min/max we read could undo a change someone
@@ -89,6 +72,17 @@ class EksNodegroupActuator:
 
     async def close(self) -> None:
         await self._eks.close()
+
+
+async def describe_scaling(
+    eks: AwsClient, cluster: str, nodegroup: str, what: str
+) -> dict[str, Any]:
+    """The node group's ``scalingConfig`` (shared with the floor actuator)."""
+    answer = await eks.call(
+        "describe_nodegroup", f"describe {what}", clusterName=cluster, nodegroupName=nodegroup
+    )
+    scaling: dict[str, Any] = answer["nodegroup"].get("scalingConfig", {})
+    return scaling
 
 
 def _optional_int(value: object) -> int | None:

@@ -22,8 +22,10 @@ from botocore.config import Config
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from daemon.actuators.autoscaling_group import describe_group, healthy_in_service
 from daemon.actuators.aws import AwsClient
 from daemon.actuators.base import Capacity, ScaleResult, clamp
+from daemon.actuators.eks import describe_scaling
 from daemon.actuators.kubernetes import MERGE_PATCH, map_api_error
 from daemon.actuators.retry import RetryPolicy, with_retries
 from daemon.errors import ConflictError, PermanentActuatorError
@@ -92,8 +94,7 @@ class HpaFloorActuator:
             attempt += 1
             hpa = await self._read()
             current = _hpa_capacity(hpa)
-            applied = clamp(desired, HPA_MIN_FLOOR, current.max_size)
-            _log_clamp(self.describe(), desired, applied, HPA_MIN_FLOOR, current.max_size)
+            applied = clamp(desired, HPA_MIN_FLOOR, current.max_size, what=self.describe())
             if applied == current.desired:
                 return ScaleResult(False, current.desired, desired, applied)
             body = {
@@ -217,33 +218,17 @@ class AsgFloorActuator:
         return f"auto scaling group {self.group_name} floor"
 
     async def read(self) -> Capacity:
-        answer = await self._autoscaling.call(
-            "describe_auto_scaling_groups",
-            f"describe {self.describe()}",
-            AutoScalingGroupNames=[self.group_name],
-        )
-        groups: list[dict[str, Any]] = answer.get("AutoScalingGroups", [])
-        # AWS answers an unknown name with an empty list, not an error.
-        if not groups:
-            raise PermanentActuatorError(f"{self.describe()}: group not found")
-        group = groups[0]
-        ready = sum(
-            1
-            for instance in group.get("Instances", [])
-            if instance.get("LifecycleState") == "InService"
-            and instance.get("HealthStatus") == "Healthy"
-        )
+        group = await describe_group(self._autoscaling, self.group_name, self.describe())
         return Capacity(
             desired=int(group["MinSize"]),
-            ready=ready,
+            ready=healthy_in_service(group),
             min_size=None,
             max_size=int(group["MaxSize"]),
         )
 
     async def scale(self, desired: int) -> ScaleResult:
         current = await self.read()
-        applied = clamp(desired, 0, current.max_size)
-        _log_clamp(self.describe(), desired, applied, 0, current.max_size)
+        applied = clamp(desired, 0, current.max_size, what=self.describe())
         if applied == current.desired:
             return ScaleResult(False, current.desired, desired, applied)
         await self._autoscaling.call(
@@ -303,8 +288,7 @@ class NodegroupFloorActuator:
         scaling = await self._scaling_config()
         previous = int(scaling.get("minSize", 0))
         maximum = int(scaling["maxSize"])
-        applied = clamp(desired, 0, maximum)
-        _log_clamp(self.describe(), desired, applied, 0, maximum)
+        applied = clamp(desired, 0, maximum, what=self.describe())
         if applied == previous:
             return ScaleResult(False, previous, desired, applied)
         # Only the fields that must change are sent: resending the max or desired size we
@@ -325,20 +309,7 @@ class NodegroupFloorActuator:
         await self._eks.close()
 
     async def _scaling_config(self) -> dict[str, Any]:
-        answer = await self._eks.call(
-            "describe_nodegroup",
-            f"describe {self.describe()}",
-            clusterName=self.cluster,
-            nodegroupName=self.nodegroup,
-        )
-        scaling: dict[str, Any] = answer["nodegroup"].get("scalingConfig", {})
+        scaling = await describe_scaling(self._eks, self.cluster, self.nodegroup, self.describe())
         if "maxSize" not in scaling:
             raise PermanentActuatorError(f"{self.describe()}: no scalingConfig.maxSize")
         return scaling
-
-
-def _log_clamp(
-    what: str, desired: int, applied: int, minimum: int | None, maximum: int | None
-) -> None:
-    if applied != desired:
-        log.info("%s: %d clamped to %d (bounds %s..%s)", what, desired, applied, minimum, maximum)
