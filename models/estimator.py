@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 
+from models.compact_trees import CompactTrees
 from models.threads import capped_threads
 
 FloatArray = NDArray[np.float64]
@@ -20,6 +21,9 @@ FloatArray = NDArray[np.float64]
 
 class PeakQuantileRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     """Predicts a quantile of the anchored peak; rows with a NaN target are ignored in ``fit``.
+
+    ``fit`` trains scikit-learn's HistGradientBoostingRegressor and keeps only its trees
+    (``trees_``, see ``models.compact_trees``).
 
     Feature columns that are entirely NaN in the training rows (a one-week lag on less than a
     week of history) are replaced by zeros: scikit-learn's binning fails on an all-NaN column,
@@ -33,7 +37,7 @@ class PeakQuantileRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         max_iter: int = 60,
         learning_rate: float = 0.15,
         max_leaf_nodes: int = 15,
-        min_samples_leaf: int = 40,
+        min_samples_leaf: int = 20,
         l2_regularization: float = 1.0,
         random_state: int = 0,
     ) -> None:
@@ -69,15 +73,14 @@ class PeakQuantileRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         )
         with capped_threads():
             model.fit(X, y)
-        self.model_ = model
+        # Only the trees are kept: the fitted scikit-learn object is four times their size.
+        self.trees_ = CompactTrees.from_estimator(model)
         self.n_features_in_ = X.shape[1]
         self.n_train_rows_ = int(y.size)
         return self
 
     def predict(self, X: FloatArray) -> FloatArray:
-        X = self._fill_constant(np.asarray(X, dtype=np.float64))
-        with capped_threads():
-            return np.asarray(self.model_.predict(X), dtype=np.float64)
+        return self.trees_.predict(self._fill_constant(np.asarray(X, dtype=np.float64)))
 
     def _fill_constant(self, X: FloatArray) -> FloatArray:
         if self.constant_columns_.size == 0:

@@ -45,7 +45,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "hour_ago_peak_rel",
     "time_of_day_sin",
     "time_of_day_cos",
-    "day_of_week",
+    # No day-of-week feature: with two to four weeks of history each weekday has two to four
+    # examples, and trees split on it to memorise them (a daily ramp seen 14 times was
+    # forecast on Wednesdays and not on Thursdays). Weekly patterns reach the model through
+    # ``last_week_*`` and the weekly profile instead.
 )
 
 
@@ -91,6 +94,11 @@ class FeatureSpec:
         # Half the lead, at least two steps: long enough to smooth one noisy sample, short
         # enough to follow a rise that is under way.
         return max(2, self.lead_steps // 2)
+
+
+# Features are log ratios (1e-6 is a 0.0001 % change in demand): far finer than any split a
+# model should make, far coarser than floating-point noise.
+FEATURE_DECIMALS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +187,18 @@ def _nanmean_rows(arrays: list[FloatArray]) -> FloatArray:
     return result
 
 
+def quantised(matrix: FloatArray) -> FloatArray:
+    """Features rounded to ``FEATURE_DECIMALS`` places.
+
+    The same row computed from a longer or shorter history (cumulative sums over 14 days for
+    training, 9 days for the daemon's one row) differs by ~1e-13, and a tree trained on a flat
+    series puts its split right between -1e-13 and 0: unrounded, that noise alone flipped a
+    forecast from 150 to 240. Rounded, equal inputs give equal features, and every split lies
+    half a grid step away from any value a feature can take.
+    """
+    return np.asarray(np.round(matrix, FEATURE_DECIMALS), dtype=np.float64)
+
+
 def build_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) -> Features:
     """Features for every step of a regular grid (``times`` epoch seconds, NaN = missing)."""
     k = spec.lead_steps
@@ -203,8 +223,6 @@ def build_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) -> 
 
     seconds_of_day = np.mod(times, SECONDS_PER_DAY)
     angle = 2.0 * np.pi * seconds_of_day / SECONDS_PER_DAY
-    # 1970-01-01 was a Thursday: shift so Monday is 0.
-    day_of_week = np.mod(np.floor(times / SECONDS_PER_DAY) + 3.0, 7.0)
 
     columns = (
         anchor,
@@ -227,10 +245,8 @@ def build_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) -> 
         seasonal_peak(max_lead, spec.hour_steps, k) - anchor,
         np.sin(angle),
         np.cos(angle),
-        day_of_week,
     )
-    matrix = np.column_stack(columns).astype(np.float64)
-    return Features(matrix=matrix, anchor=anchor)
+    return Features(matrix=quantised(np.column_stack(columns)), anchor=anchor)
 
 
 def peak_target(values: FloatArray, spec: FeatureSpec, anchor: FloatArray) -> FloatArray:
@@ -322,8 +338,8 @@ def last_row_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) 
         seasonal_peak_at(hour) - anchor,
         math.sin(angle),
         math.cos(angle),
-        float(np.mod(np.floor(times[i] / SECONDS_PER_DAY) + 3.0, 7.0)),
     ]
     return Features(
-        matrix=np.array([row], dtype=np.float64), anchor=np.array([anchor], dtype=np.float64)
+        matrix=quantised(np.array([row], dtype=np.float64)),
+        anchor=np.array([anchor], dtype=np.float64),
     )
