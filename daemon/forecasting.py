@@ -44,6 +44,7 @@ CONFORMAL_REFRESH_S = 3600.0
 _RUNG_CODES = {"recent_peak": 1, "seasonal_naive": 2, "model": 3}
 # Features look back at most a week plus a lead time plus a day; keep a margin.
 _FEATURE_HISTORY_S = 9 * 86_400.0
+HISTORY_DTYPE = np.float32
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,10 @@ class TargetForecaster:
         self.spec = settings.spec
         self._lock = threading.Lock()
         self._first_index: int | None = None  # grid index of _values[0]
-        self._values = np.empty(0)
+        # Demand per grid step, float32: 7 significant digits are far beyond any metric's
+        # accuracy, and at 14-23 days of 1-minute steps float64 made it the largest part of
+        # each target's memory. Everything computed from it is computed in float64.
+        self._values = np.empty(0, dtype=HISTORY_DTYPE)
         # Base forecast made at each of the newest grid steps (NaN: none); it ends where
         # _values ends, and starts at grid index _forecast_first. float32, and only as long as
         # the conformal offset looks back (a week), not the whole history: it only feeds a
@@ -117,13 +121,13 @@ class TargetForecaster:
         values = np.asarray(values, dtype=np.float64)
         with self._lock:
             if times.size == 0:
-                self._first_index, self._values = None, np.empty(0)
+                self._first_index, self._values = None, np.empty(0, dtype=HISTORY_DTYPE)
                 self._forecasts = np.empty(0, dtype=np.float32)
                 self._rungs = np.empty(0, dtype=np.int8)
                 return
             index = np.floor(times / self.settings.step_s).astype(np.int64)
             first = int(index[0])
-            grid = np.full(int(index[-1]) - first + 1, np.nan)
+            grid = np.full(int(index[-1]) - first + 1, np.nan, dtype=HISTORY_DTYPE)
             grid[index - first] = values  # later samples in a step win
             self._first_index, self._values = first, grid
             kept = min(grid.size, self._forecast_capacity)
@@ -139,7 +143,7 @@ class TargetForecaster:
         with self._lock:
             if self._first_index is None:
                 self._first_index = index
-                self._values = np.full(1, np.nan)
+                self._values = np.full(1, np.nan, dtype=HISTORY_DTYPE)
                 self._forecasts = np.full(1, np.nan, dtype=np.float32)
                 self._rungs = np.zeros(1, dtype=np.int8)
                 self._forecast_first = index
@@ -152,7 +156,8 @@ class TargetForecaster:
             # history) four times a minute was half the daemon's CPU at 1,000 targets.
             # NaN (nothing observed yet) differs from any value.
             usable = value is not None and math.isfinite(value) and value >= 0
-            if usable and self._values[position] != value:
+            # Compared as stored: a float64 reading never equals its float32 copy.
+            if usable and self._values[position] != HISTORY_DTYPE(value):
                 self._values[position] = value
                 self._cached = None
 
@@ -160,7 +165,9 @@ class TargetForecaster:
         assert self._first_index is not None
         missing = index - (self._first_index + self._values.size - 1)
         if missing > 0:
-            self._values = np.concatenate((self._values, np.full(missing, np.nan)))
+            self._values = np.concatenate(
+                (self._values, np.full(missing, np.nan, dtype=HISTORY_DTYPE))
+            )
             self._forecasts = np.concatenate(
                 (self._forecasts, np.full(missing, np.nan, dtype=np.float32))
             )
@@ -184,13 +191,13 @@ class TargetForecaster:
         with self._lock:
             if self._first_index is None:
                 return np.empty(0), np.empty(0)
-            values = self._values
+            stored = self._values
             first = self._first_index
             if seconds is not None:
-                keep = min(values.size, int(seconds / self.settings.step_s))
-                first += values.size - keep
-                values = values[values.size - keep :]
-            values = values.copy()
+                keep = min(stored.size, int(seconds / self.settings.step_s))
+                first += stored.size - keep
+                stored = stored[stored.size - keep :]
+            values: FloatArray = stored.astype(np.float64)  # a copy, at the features' precision
         times = (first + np.arange(values.size, dtype=np.float64)) * self.settings.step_s
         return times, values
 
@@ -284,7 +291,7 @@ class TargetForecaster:
             resolved = block - k  # forecast j is resolved once j + k <= block
             lo = max(self._first_index, resolved - window)
             start, stop = lo - self._first_index, block - self._first_index + 1
-            values = self._values[start:stop].copy()
+            values = self._values[start:stop].astype(np.float64)
             forecasts, rungs = self._recorded(lo, block + 1)
             rung = _RUNG_CODES.get(self._forecaster.name, 0)
         if resolved < lo:
@@ -308,7 +315,7 @@ class TargetForecaster:
             if self._values.size <= k or self._forecasts.size <= k:
                 return None
             forecast = float(self._forecasts[-k - 1])
-            window = self._values[-k:]
+            window = self._values[-k:].astype(np.float64)
             if not math.isfinite(forecast) or not np.isfinite(window).any():
                 return None
             peak = float(np.nanmax(window))

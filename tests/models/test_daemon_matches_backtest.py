@@ -9,10 +9,11 @@ import numpy as np
 from daemon.backtest.synthetic import TraceShape, generate_trace
 from daemon.backtest.walkforward import PlanConfig, base_forecasts, conformal_offsets
 from daemon.forecasting import ForecastSettings, TargetForecaster
+from tests.support.stored import as_stored
 
 
 def test_streaming_forecasts_equal_the_walk_forward_replay() -> None:
-    trace = generate_trace(TraceShape(days=5, step_s=600.0, gap_share=0.02, seed=3))
+    trace = as_stored(generate_trace(TraceShape(days=5, step_s=600.0, gap_share=0.02, seed=3)))
     config = PlanConfig(unit_capacity=100.0, lead_s=1200.0, warmup_s=86_400.0)
     settings = ForecastSettings(
         step_s=trace.step_s, lead_s=config.lead_s, unit_capacity=100.0, shortfall_target=0.01

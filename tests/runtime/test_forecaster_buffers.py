@@ -10,11 +10,12 @@ import numpy as np
 from daemon.backtest.synthetic import TraceShape, generate_trace
 from daemon.backtest.walkforward import PlanConfig, base_forecasts, conformal_offsets
 from daemon.forecasting import ForecastSettings, TargetForecaster
+from tests.support.stored import as_stored
 
 
 def test_a_trimmed_forecast_record_gives_the_replays_offsets() -> None:
     # Ten days: past the week the conformal offset reads back, so the record is trimmed.
-    trace = generate_trace(TraceShape(days=10, step_s=600.0, gap_share=0.02, seed=5))
+    trace = as_stored(generate_trace(TraceShape(days=10, step_s=600.0, gap_share=0.02, seed=5)))
     config = PlanConfig(unit_capacity=100.0, lead_s=1200.0, warmup_s=86_400.0)
     settings = ForecastSettings(
         step_s=trace.step_s, lead_s=config.lead_s, unit_capacity=100.0, shortfall_target=0.01
