@@ -34,7 +34,7 @@ from daemon.errors import ConfigError
 from daemon.forecasting import TargetForecaster
 from daemon.runtime.app import aws_region, history_step, query_spec, simulator_trace
 from daemon.runtime.layers import NODE_MODEL_SUFFIX, node_shape
-from daemon.runtime.planning import forecast_settings, planner_settings
+from daemon.runtime.planning import forecast_settings, node_layer_lead, planner_settings
 from daemon.settings import (
     CloudWatchSourceConfig,
     KubernetesWorkloadTarget,
@@ -393,7 +393,12 @@ def _node_lines(
         return [f"nodes: target {link.target!r} not found"]
     shape = node_shape(link)
     forecast = read_forecast(
-        settings, target, now, target.name + NODE_MODEL_SUFFIX, nodes.lead_time, reader
+        settings,
+        target,
+        now,
+        target.name + NODE_MODEL_SUFFIX,
+        node_layer_lead(target, nodes),
+        reader,
     )
     node_schedule = effective_bounds(
         nodes.schedules, nodes.overrides, nodes.min_units, nodes.max_units, now, nodes.lead_time
@@ -412,7 +417,9 @@ def _node_lines(
     return [
         f"nodes ({nodes.name}, lead time {lead}): desired {plan.nodes_desired}; "
         f"reasons: {' -> '.join(plan.reasons)}",
-        f"  node_forecast: {_layer_term(plan, forecast, lead)}",
+        # The node layer looks a pod lead further ahead than the nodes' own lead time.
+        f"  node_forecast: "
+        f"{_layer_term(plan, forecast, format_duration(node_layer_lead(target, nodes)))}",
         f"  pods_current: {current_pods} pods -> {plan.nodes_for_current} nodes",
         f"  pods_desired: {desired_pods} pods -> {plan.nodes_for_desired} nodes",
         f"  node schedule: {node_schedule.reason} ({_bounds_text(node_schedule)})",

@@ -1,12 +1,13 @@
 """One plan for pods and the nodes under them.
 
-Nodes take longer to arrive than pods, so the node layer plans over its own, longer lead time:
-nodes desired = max(nodes for the pods forecast over the node lead time, nodes for the current
-replicas, nodes for the pods desired now). The first term raises the node group a node lead
-time before the replicas it must host; the second keeps nodes under pods that still run, so
-nodes go only after their pods are gone; the third covers a pod decision the forecast did not
-foresee (a reactive floor, a schedule's minimum). Each term's reason names the layer:
-``node_forecast``, ``pods_current``, ``pods_desired``.
+Nodes take longer to arrive than pods, so the node layer plans over its own, longer lead time
+(the node lead plus the pod lead: pods need their nodes when they are asked for, a pod lead
+before their demand): nodes desired = max(nodes for the pods forecast over that lead time,
+nodes for the current replicas, nodes for the pods desired now). The first term raises the
+node group a node lead time before the replicas it must host; the second keeps nodes under
+pods that still run, so nodes go only after their pods are gone; the third covers a pod
+decision the forecast did not foresee (a reactive floor, a schedule's minimum). Each term's
+reason names the layer: ``node_forecast``, ``pods_current``, ``pods_desired``.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ from daemon.errors import ActuatorError, ConfigError
 from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
 from daemon.runtime.layers import NODE_MODEL_SUFFIX, LayerBoard, NodeLink, node_shape
-from daemon.runtime.planning import forecast_settings
+from daemon.runtime.planning import forecast_settings, node_layer_lead
 from daemon.runtime.reconciler import Reconciler, ScaleEvents
 from daemon.runtime.target import Closer, TargetRuntime
 from daemon.runtime.trainer import ModelTrainer
@@ -270,6 +270,8 @@ class TargetFactory:
             clock=clock,
             interval_s=interval,
             call_timeout_s=CALL_TIMEOUT_S,
+            # The simulator's reads cost nothing and its clock runs fast: it reads every tick.
+            size_read_max_age_s=0.0 if world is not None else settings.size_read_max_age,
             leadership=shared.leadership,
             events=events,
             node_link=node_link,
@@ -302,13 +304,13 @@ class TargetFactory:
 
     def _node_link(self, settings: Settings, target: TargetConfig, step: float) -> NodeLink | None:
         """For a pod target with a ``node_group`` link: a second forecaster of its demand
-        over the node lead time (nodes take longer to arrive than pods), and the board its
+        over the node plus pod lead time (``node_layer_lead``), and the board its
         plans are posted on."""
         node_target = _linked_node_target(settings, target)
         if node_target is None:
             return None
         assert isinstance(target, KubernetesWorkloadTarget) and target.node_group is not None
-        node_lead = target.model_copy(update={"lead_time": node_target.lead_time})
+        node_lead = target.model_copy(update={"lead_time": node_layer_lead(target, node_target)})
         return NodeLink(
             pod_target=target,
             node_target=node_target,

@@ -79,7 +79,7 @@ class NodeLink:
     node_target: TargetConfig
     shape: NodeShape
     forecaster: TargetForecaster
-    """Trained on the pod demand, forecasting over the node lead time."""
+    """Trained on the pod demand, forecasting over the node plus pod lead time."""
     board: LayerBoard
 
     def plan(

@@ -11,7 +11,7 @@ from daemon.core.types import PlannerSettings, RateLimit
 from daemon.forecasting import ForecastSettings
 from daemon.settings import ScaleLimit, TargetConfig, TrainingConfig
 
-__all__ = ["forecast_settings", "planner_settings", "rate_limit"]
+__all__ = ["forecast_settings", "node_layer_lead", "planner_settings", "rate_limit"]
 
 
 def rate_limit(limit: ScaleLimit | None) -> RateLimit | None:
@@ -54,3 +54,13 @@ def forecast_settings(
         # The model never trains on more than the history the trainer fetches.
         train_window_s=training.history_window,
     )
+
+
+def node_layer_lead(pod_target: TargetConfig, node_target: TargetConfig) -> float:
+    """How far ahead a pod target's node-layer forecast looks: the node lead plus the pod lead.
+
+    Pods are asked for a pod lead time before the demand they serve, and need their nodes
+    when they are asked for (a pod without a node waits Pending); so nodes must be asked for
+    a node lead time before *that*, and the node layer forecasts demand that far ahead.
+    """
+    return node_target.lead_time + pod_target.lead_time

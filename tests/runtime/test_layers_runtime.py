@@ -176,13 +176,21 @@ async def test_nodes_are_asked_for_a_node_lead_time_ahead_of_the_pods_they_host(
     assert first_pod_write - first_node_write >= NODE_LEAD_S
     # The node layer drove every node write, and its counts are the bin-pack of the pods.
     plans = {line["inputs"]["now"]: line["inputs"]["layers"] for line in web_lines}
-    for line in workers:
+    raised = [line for line in workers if line["desired"] > line["current"]]
+    lowered = [line for line in workers if line["desired"] < line["current"]]
+    assert raised and len(raised) + len(lowered) == len(workers)
+    for line in raised:
         plan = plans[line["inputs"]["now"]]
         assert line["reason"] == "node_forecast" == plan["reasons"][0]
         assert line["desired"] == plan["nodes_desired"] == nodes_for(plan["pods_forecast"], SHAPE)
         assert line["inputs"]["layers"]["pods"]["web"]["nodes_desired"] == line["desired"]
-    # At the peak the nodes hold exactly what the running replicas need, no more.
+    # Nodes asked for a forecast that did not come are given back, but never below the
+    # running pods: what holds them then is the pods' layer.
     replicas = fake.get("Deployment", "shop", "web")["spec"]["replicas"]
+    for line in lowered:
+        assert line["reason"] == "pods_current" == plans[line["inputs"]["now"]]["reasons"][0]
+        assert line["desired"] >= nodes_for(replicas, SHAPE)
+    # At the peak the nodes hold exactly what the running replicas need, no more.
     final = nodegroup.describe_nodegroup(clusterName="prod", nodegroupName="workers")
     assert final["nodegroup"]["scalingConfig"]["desiredSize"] == nodes_for(replicas, SHAPE)
     print(

@@ -525,3 +525,32 @@ async def test_forecast_error_is_exported_once_a_forecast_has_resolved(
     )
     # Flat demand after flat history: the resolved forecast was right, neither over nor short.
     assert residual is not None and abs(residual) < 0.05
+
+
+async def test_a_size_read_is_reused_for_its_max_age_and_a_write_reads_afresh(
+    harness: Harness, fake_kube: FakeKube, actuator: KubernetesScaleActuator
+) -> None:
+    fake_kube.seed(deployment(2))
+    reconciler = harness.reconciler(web_target(), ScriptedSource(500.0), actuator, level=500.0)
+    reconciler.size_read_max_age_s = 60.0
+
+    first = await reconciler.tick()  # reads 2, writes
+    assert first.scaled is not None and first.scaled.written
+    desired = first.scaled.applied
+    harness.clock.now += 15
+    await reconciler.tick()  # the write emptied the cache: reads the new size
+    # Someone else scales the Deployment; the read 15 s ago is still used, and nothing is
+    # written from it (the decision equals what that read said).
+    fake_kube.update("Deployment", "shop", "web", {"spec": {"replicas": 10}})
+    harness.clock.now += 30
+    await reconciler.tick()
+    harness.clock.now += 30  # 60 s after the last read: stale, read again
+    last = await reconciler.tick()
+
+    lines = harness.audit_lines()
+    assert [line["current"] for line in lines] == [2, desired, desired, 10]
+    assert [line["written"] for line in lines] == [True, False, False, True]
+    # Only once the change was read did the plan act on it (back to its own number).
+    assert last.scaled is not None and last.scaled.previous == 10
+    patches = fake_kube.writes_to(SCALE_PATH, verb="PATCH")
+    assert [w.body["spec"]["replicas"] for w in patches] == [desired, desired]
