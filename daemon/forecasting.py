@@ -83,7 +83,10 @@ class TargetForecaster:
         # residual quantile, and at full length it was a third of each target's memory in a
         # daemon of 1,000 targets.
         self._forecasts = np.empty(0, dtype=np.float32)
-        self._rungs = np.empty(0, dtype=np.int8)  # which rung made it (_RUNG_CODES)
+        # Which rung made them (_RUNG_CODES), as (first grid index, code) runs: the rung
+        # changes only when a model is installed, so one code per step was 10 KB per target
+        # that said the same thing ten thousand times.
+        self._rung_runs: list[tuple[int, int]] = []
         self._forecast_first = 0
         self._forecaster: PeakForecaster = RecentPeak()
         self._capacity = int((settings.train_window_s + _FEATURE_HISTORY_S) / settings.step_s)
@@ -123,7 +126,7 @@ class TargetForecaster:
             if times.size == 0:
                 self._first_index, self._values = None, np.empty(0, dtype=HISTORY_DTYPE)
                 self._forecasts = np.empty(0, dtype=np.float32)
-                self._rungs = np.empty(0, dtype=np.int8)
+                self._rung_runs = []
                 return
             index = np.floor(times / self.settings.step_s).astype(np.int64)
             first = int(index[0])
@@ -132,7 +135,7 @@ class TargetForecaster:
             self._first_index, self._values = first, grid
             kept = min(grid.size, self._forecast_capacity)
             self._forecasts = np.full(kept, np.nan, dtype=np.float32)
-            self._rungs = np.zeros(kept, dtype=np.int8)
+            self._rung_runs = []
             self._forecast_first = first + grid.size - kept
             self._trim()
             self._cached = None
@@ -145,7 +148,7 @@ class TargetForecaster:
                 self._first_index = index
                 self._values = np.full(1, np.nan, dtype=HISTORY_DTYPE)
                 self._forecasts = np.full(1, np.nan, dtype=np.float32)
-                self._rungs = np.zeros(1, dtype=np.int8)
+                self._rung_runs = []
                 self._forecast_first = index
             self._extend_to(index)
             position = index - self._first_index
@@ -171,7 +174,6 @@ class TargetForecaster:
             self._forecasts = np.concatenate(
                 (self._forecasts, np.full(missing, np.nan, dtype=np.float32))
             )
-            self._rungs = np.concatenate((self._rungs, np.zeros(missing, dtype=np.int8)))
             self._trim()
 
     def _trim(self) -> None:
@@ -183,8 +185,11 @@ class TargetForecaster:
         excess = self._forecasts.size - self._forecast_capacity
         if excess > self._forecast_capacity // 10:
             self._forecasts = self._forecasts[excess:].copy()
-            self._rungs = self._rungs[excess:].copy()
             self._forecast_first += excess
+            # Runs that end before the record starts say nothing any more.
+            runs = self._rung_runs
+            while len(runs) > 1 and runs[1][0] <= self._forecast_first:
+                runs.pop(0)
 
     def _snapshot(self, seconds: float | None) -> tuple[FloatArray, FloatArray]:
         """(times, values) of the newest ``seconds`` of history (all when None)."""
@@ -268,7 +273,7 @@ class TargetForecaster:
             position = index - self._forecast_first
             if 0 <= position < self._forecasts.size and result is not None:
                 self._forecasts[position] = result
-                self._rungs[position] = _RUNG_CODES.get(forecaster.name, 0)
+                self._record_rung(index, _RUNG_CODES.get(forecaster.name, 0))
         self._cached = (index, result, forecaster.name)
         return result, forecaster.name
 
@@ -335,8 +340,22 @@ class TargetForecaster:
         a, b = max(lo, first), min(hi, first + self._forecasts.size)
         if a < b:
             forecasts[a - lo : b - lo] = self._forecasts[a - first : b - first]
-            rungs[a - lo : b - lo] = self._rungs[a - first : b - first]
+        runs = self._rung_runs
+        for (start, code), (stop, _) in zip(runs, [*runs[1:], (hi, 0)], strict=True):
+            a, b = max(lo, start), min(hi, stop)
+            if a < b:
+                rungs[a - lo : b - lo] = code
+        rungs[~np.isfinite(forecasts)] = 0
         return forecasts, rungs
+
+    def _record_rung(self, index: int, code: int) -> None:
+        """The forecast at grid step ``index`` (and after) came from rung ``code`` (hold the
+        lock). A later forecast for the same step replaces the earlier one, rung included."""
+        runs = self._rung_runs
+        while runs and runs[-1][0] >= index:
+            runs.pop()
+        if not runs or runs[-1][1] != code:
+            runs.append((index, code))
 
     def calibration_settings(self) -> CalibrationSettings:
         return CalibrationSettings(
