@@ -15,6 +15,7 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -89,7 +90,10 @@ class TargetForecaster:
         self._rung_runs: list[tuple[int, int]] = []
         self._forecast_first = 0
         self._forecaster: PeakForecaster = RecentPeak()
-        self._capacity = int((settings.train_window_s + _FEATURE_HISTORY_S) / settings.step_s)
+        # Only what forecasts and calibration read between fits: a fit reads its longer window
+        # from the source (``train_on``). Kept for the whole training window, the buffer was
+        # the largest part of each target's memory, and grew for nine days after start.
+        self._capacity = math.ceil(_FEATURE_HISTORY_S / settings.step_s)
         # conformal_offset reads back a calibration window from the last refresh block, whose
         # newest forecasts resolve a lead time later; keep one refresh period more than that.
         self._forecast_capacity = (
@@ -105,6 +109,11 @@ class TargetForecaster:
 
     def _index(self, timestamp: float) -> int:
         return math.floor(timestamp / self.settings.step_s)
+
+    @property
+    def buffer_s(self) -> float:
+        """How much history the buffer keeps (and is loaded with at start)."""
+        return self._capacity * self.settings.step_s
 
     @property
     def history_start(self) -> float | None:
@@ -128,10 +137,7 @@ class TargetForecaster:
                 self._forecasts = np.empty(0, dtype=np.float32)
                 self._rung_runs = []
                 return
-            index = np.floor(times / self.settings.step_s).astype(np.int64)
-            first = int(index[0])
-            grid = np.full(int(index[-1]) - first + 1, np.nan, dtype=HISTORY_DTYPE)
-            grid[index - first] = values  # later samples in a step win
+            first, grid = self._on_grid(times, values, HISTORY_DTYPE)
             self._first_index, self._values = first, grid
             kept = min(grid.size, self._forecast_capacity)
             self._forecasts = np.full(kept, np.nan, dtype=np.float32)
@@ -208,9 +214,36 @@ class TargetForecaster:
 
     # -- training -------------------------------------------------------------------------
 
+    def _on_grid(
+        self, times: FloatArray, values: FloatArray, dtype: type[np.floating[Any]]
+    ) -> tuple[int, NDArray[Any]]:
+        """(grid index of the first step, one value per step; NaN where none); later samples
+        in a step win."""
+        index = np.floor(times / self.settings.step_s).astype(np.int64)
+        first = int(index[0])
+        grid = np.full(int(index[-1]) - first + 1, np.nan, dtype=dtype)
+        grid[index - first] = values
+        return first, grid
+
     def train(self, now: float) -> str:
-        """Fit on the history so far and install the result; returns the ladder's reason."""
-        times, values = self._snapshot(self.settings.train_window_s + _FEATURE_HISTORY_S)
+        """Fit on the history in the buffer (the last nine days), for when the source's
+        history cannot be read; returns the ladder's reason."""
+        times, values = self._snapshot(None)
+        return self._fit(times, values, now)
+
+    def train_on(self, times: FloatArray, values: FloatArray, now: float) -> str:
+        """Fit on a source's history (the training window of it; any timestamps, snapped to
+        the grid) and install the result; returns the ladder's reason. The buffer is not
+        touched: the history is read for the fit and dropped after it."""
+        times = np.asarray(times, dtype=np.float64)
+        values = np.asarray(values, dtype=np.float64)
+        if times.size == 0:
+            return self._fit(times, values, now)
+        first, grid = self._on_grid(times, values, np.float64)
+        grid_times = (first + np.arange(grid.size, dtype=np.float64)) * self.settings.step_s
+        return self._fit(grid_times, grid, now)
+
+    def _fit(self, times: FloatArray, values: FloatArray, now: float) -> str:
         if values.size == 0:
             self._forecaster = RecentPeak()
             return "recent_peak: no history yet"

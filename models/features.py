@@ -220,6 +220,14 @@ def build_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) -> 
     daily_shapes = [peak - shifted(level, d * day) for d, peak in enumerate(daily_peaks, 1)]
     profile_peak = _nanmean_rows(daily_peaks)
     profile_shape = _nanmean_rows(daily_shapes)
+    # A week ago is unknown for the first week of history: the days there are stand in for
+    # it. Left missing, whether it is known says only how old a row is, and trees split on
+    # that: with 7.5 days of history only the last morning's rows knew a week ago, no rise
+    # ever followed them, and the model forecast "flat" for every row that knew it, today's
+    # included, with the daily rise ten minutes ahead.
+    week_known = np.isfinite(last_week_peak - last_week_level)
+    last_week_rel = np.where(week_known, last_week_peak - anchor, profile_peak - anchor)
+    last_week_shape = np.where(week_known, last_week_peak - last_week_level, profile_shape)
 
     seconds_of_day = np.mod(times, SECONDS_PER_DAY)
     angle = 2.0 * np.pi * seconds_of_day / SECONDS_PER_DAY
@@ -237,8 +245,8 @@ def build_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) -> 
         anchor - shifted(anchor, 4 * k),
         yesterday_peak - anchor,
         yesterday_peak - yesterday_level,
-        last_week_peak - anchor,
-        last_week_peak - last_week_level,
+        last_week_rel,
+        last_week_shape,
         profile_peak - anchor,
         profile_shape,
         # Machine-made load (cron jobs, batch pollers) repeats hourly, not daily.
@@ -316,6 +324,14 @@ def last_row_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) 
     finite_peaks = [p for p in daily_peaks if math.isfinite(p)]
     finite_shapes = [s for s in daily_shapes if math.isfinite(s)]
     yesterday, last_week = daily_peaks[0], seasonal_peak_at(week)
+    profile_peak = sum(finite_peaks) / len(finite_peaks) if finite_peaks else math.nan
+    profile_shape = sum(finite_shapes) / len(finite_shapes) if finite_shapes else math.nan
+    last_week_shape = last_week - level_at(i - week)
+    # As in build_features: the profile stands in for a week ago until one is known.
+    if math.isfinite(last_week_shape):
+        last_week_rel = last_week - anchor
+    else:
+        last_week_rel, last_week_shape = profile_peak - anchor, profile_shape
     seconds_of_day = float(np.mod(times[i], SECONDS_PER_DAY))
     angle = 2.0 * math.pi * seconds_of_day / SECONDS_PER_DAY
     row = [
@@ -331,10 +347,10 @@ def last_row_features(times: FloatArray, values: FloatArray, spec: FeatureSpec) 
         anchor - (anchor_at(i - 4 * k) if i >= 4 * k else math.nan),
         yesterday - anchor,
         yesterday - level_at(i - day),
-        last_week - anchor,
-        last_week - level_at(i - week),
-        (sum(finite_peaks) / len(finite_peaks) if finite_peaks else math.nan) - anchor,
-        sum(finite_shapes) / len(finite_shapes) if finite_shapes else math.nan,
+        last_week_rel,
+        last_week_shape,
+        profile_peak - anchor,
+        profile_shape,
         seasonal_peak_at(hour) - anchor,
         math.sin(angle),
         math.cos(angle),

@@ -1,6 +1,6 @@
 """The ``model_trainer`` agent: one per target, fits the forecaster off the event loop.
 
-At start it fills the forecaster from the source's history (``training.history_window``), then
+At start it fills the forecaster's buffer (the last nine days) from the source, then
 either loads the saved model (when ``retrain_on_start`` is off) or fits a fresh one; a refused
 or missing artifact is logged and replaced by a fit. ``fit`` is then called every
 ``training.cadence`` and saves each fitted model under ``state_dir/models``.
@@ -8,6 +8,10 @@ or missing artifact is logged and replaced by a fit. ``fit`` is then called ever
 A pod target linked to a node group has a companion forecaster (the same demand over the node
 lead time, saved as ``<target>-nodes``): it gets the same history and is fitted and saved
 alongside.
+
+The forecaster keeps only the nine days its forecasts read; each fit reads the training window
+(``training.history_window``) from the source, as the fit at start always did, and drops it
+after.
 
 Fits are CPU-heavy and run in a worker thread; a shared semaphore lets one fit run at a time,
 so on a small host several targets never fight over the cores the event loop needs. History
@@ -30,7 +34,7 @@ from typing import Any
 from daemon.errors import SourceError
 from daemon.forecasting import TargetForecaster
 from daemon.settings import TrainingConfig
-from daemon.sources.base import MetricQuery, MetricSource
+from daemon.sources.base import MetricQuery, MetricSource, Series
 from daemon.sources.policy import NegativePolicy, clean_series
 from daemon.telemetry import HealthState, Telemetry
 
@@ -115,16 +119,33 @@ class ModelTrainer:
         return None
 
     async def load_history(self) -> None:
-        """Replace the forecaster's buffer with the source's recent history."""
+        """Fill the forecaster's buffer (what forecasts read between fits) from the source."""
+        series = await self._read_history(self.forecaster.buffer_s, HISTORY_ATTEMPTS)
+        if series is None:
+            log.error(
+                "starting without history: forecasts use the fallback until enough is observed",
+                extra={"target": self.name},
+            )
+            return
+        for forecaster in (self.forecaster, *(f for _, f in self.companions)):
+            forecaster.load_history(series.timestamps, series.values)
+        log.info(
+            "loaded %d points of history",
+            len(series),
+            extra={"target": self.name, "event": "history", "points": len(series)},
+        )
+
+    async def _read_history(self, seconds: float, attempts: int) -> Series | None:
+        """The source's last ``seconds`` on the forecaster's grid, cleaned; None if unreadable."""
         step = self.forecaster.settings.step_s
-        for attempt in range(1, HISTORY_ATTEMPTS + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 # Waiting for a slot is not the source being slow: the timeout starts inside,
                 # and so does the range, so a long wait leaves no gap before the first tick.
                 async with self.history_slot or contextlib.nullcontext():
                     end = self.clock()
                     # Grid-aligned start, so the source's points fall on the forecaster's grid.
-                    start = math.floor((end - self.training.history_window) / step) * step
+                    start = math.floor((end - seconds) / step) * step
                     series = await asyncio.wait_for(
                         self.source.history(self.query, start, end, step),
                         timeout=self.history_timeout_s,
@@ -134,40 +155,47 @@ class ModelTrainer:
                 log.warning(
                     "history fetch failed (attempt %d/%d): %s",
                     attempt,
-                    HISTORY_ATTEMPTS,
+                    attempts,
                     error or "timed out",
                     extra={"target": self.name},
                 )
-                if attempt < HISTORY_ATTEMPTS:
+                if attempt < attempts:
                     await asyncio.sleep(HISTORY_RETRY_S * attempt)
                 continue
-            cleaned = clean_series(series, negative=self.negative)
-            for forecaster in (self.forecaster, *(f for _, f in self.companions)):
-                forecaster.load_history(cleaned.series.timestamps, cleaned.series.values)
-            log.info(
-                "loaded %d points of history",
-                len(series),
-                extra={"target": self.name, "event": "history", "points": len(series)},
-            )
-            return
-        log.error(
-            "starting without history: forecasts use the fallback until enough is observed",
-            extra={"target": self.name},
-        )
+            return clean_series(series, negative=self.negative).series
+        return None
 
     async def fit(self) -> str:
-        """Fit in a worker thread (one fit at a time across targets), then save the model;
-        companions after it, each its own fit."""
-        reason = await self._fit_one(self.name, self.forecaster)
-        for name, forecaster in self.companions:
-            await self._fit_one(name, forecaster)
+        """Read the training history from the source and fit on it in a worker thread, then
+        save the model; companions after it, each its own fit.
+
+        One fit at a time across targets, and its history is read inside that turn: a
+        thousand targets starting together then hold one training history at a time, not a
+        thousand. If the source cannot be read, the fit uses the nine days the forecaster
+        holds (enough for a model; the backtest's window needs the source).
+        """
+        async with self.fit_slot:
+            series = await self._read_history(self.forecaster.settings.train_window_s, 1)
+            if series is None:
+                log.warning(
+                    "training on the history held in memory: the source's could not be read",
+                    extra={"target": self.name},
+                )
+            reason = await self._fit_one(self.name, self.forecaster, series)
+            for name, forecaster in self.companions:
+                await self._fit_one(name, forecaster, series)
         return reason
 
-    async def _fit_one(self, name: str, forecaster: TargetForecaster) -> str:
-        async with self.fit_slot:
-            began = time.perf_counter()
-            reason = await asyncio.to_thread(forecaster.train, self.clock())
-            duration = time.perf_counter() - began
+    async def _fit_one(self, name: str, forecaster: TargetForecaster, series: Series | None) -> str:
+        began = time.perf_counter()
+        now = self.clock()
+        if series is None:
+            reason = await asyncio.to_thread(forecaster.train, now)
+        else:
+            reason = await asyncio.to_thread(
+                forecaster.train_on, series.timestamps, series.values, now
+            )
+        duration = time.perf_counter() - began
         self.telemetry.record_training(self.name, duration)
         self.health.model_loaded(self.name)
         try:

@@ -41,7 +41,8 @@ class TrainingConfig(SettingsModel):
     )
     history_window: PositiveDuration = Field(
         default=14 * 86400.0,
-        description="Seconds of history each fit uses; 14 days holds two weekly cycles.",
+        description="Seconds of history each fit reads from the source and trains on; 14 "
+        "days holds two weekly cycles.",
     )
     retrain_on_start: bool = Field(
         default=True,

@@ -250,7 +250,7 @@ def train_and_save(settings: Settings, target: TargetConfig, at: float) -> None:
     forecaster = TargetForecaster(forecast_settings(target, settings.training, step))
     times, values = read_history(settings, target, at - 6 * 86_400, at, step)
     forecaster.load_history(times, values)
-    forecaster.train(at)
+    forecaster.train_on(times, values, at)
     forecaster.save(settings.state_dir / "models", target.name)
 
 

@@ -28,7 +28,8 @@ def test_streaming_forecasts_equal_the_walk_forward_replay() -> None:
     offsets = []
     for i, (now, value) in enumerate(zip(trace.times.tolist(), trace.values.tolist(), strict=True)):
         if i % per_day == 0:
-            daemon.train(now)
+            # As the trainer does: the fit reads the source's history, not the buffer.
+            daemon.train_on(trace.times[:i], trace.values[:i], now)
         daemon.observe(now, None if math.isnan(value) else value)
         forecast, name = daemon.forecast(now)
         streamed.append(math.nan if forecast is None else forecast)

@@ -27,7 +27,8 @@ def test_a_trimmed_forecast_record_gives_the_replays_offsets() -> None:
     offsets, largest = [], 0
     for i, (now, value) in enumerate(zip(trace.times.tolist(), trace.values.tolist(), strict=True)):
         if i % per_day == 0:
-            daemon.train(now)
+            # As the trainer does: the fit reads the source's history, not the buffer.
+            daemon.train_on(trace.times[:i], trace.values[:i], now)
         daemon.observe(now, None if math.isnan(value) else value)
         daemon.forecast(now)
         offsets.append(daemon.conformal_offset())
@@ -40,7 +41,7 @@ def test_a_trimmed_forecast_record_gives_the_replays_offsets() -> None:
     assert np.any(np.array(offsets)[-per_day:] != 0.0)
 
 
-def test_loaded_history_keeps_a_week_of_forecast_record_not_the_whole_history() -> None:
+def test_loaded_history_keeps_nine_days_and_a_week_of_forecast_record() -> None:
     settings = ForecastSettings(
         step_s=60.0, lead_s=360.0, unit_capacity=50.0, shortfall_target=0.01
     )
@@ -49,7 +50,9 @@ def test_loaded_history_keeps_a_week_of_forecast_record_not_the_whole_history() 
     times = end - 60.0 * np.arange(14 * 1440 - 1, -1, -1, dtype=np.float64)
     daemon.load_history(times, np.full(times.size, 100.0))
 
-    assert daemon._values.size == 14 * 1440
+    # Nine days (what forecasts and calibration read), not the whole history loaded: a fit
+    # reads its own window from the source.
+    assert daemon._values.size == 9 * 1440
     assert daemon._forecasts.size < 7.2 * 1440
     forecast, _ = daemon.forecast(end)
     assert forecast is not None
