@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daemon.errors import ConfigError
+from daemon.runtime.allocator import fix_mmap_threshold
 from daemon.runtime.logging import configure_logging
 from daemon.runtime.supervisor import Supervisor
 from daemon.settings import ConfigFileError, load_settings
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_CONFIG
     configure_logging(settings.log_format)
+    fix_mmap_threshold()
     supervisor = Supervisor(Path(name), settings)
     try:
         return asyncio.run(supervisor.run())
