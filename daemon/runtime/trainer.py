@@ -15,7 +15,7 @@ after.
 
 Fits are CPU-heavy and run in a worker thread; a shared semaphore lets one fit run at a time,
 so on a small host several targets never fight over the cores the event loop needs. History
-loads share a second semaphore: a thousand targets start together, and a thousand 14-day
+loads share a second semaphore: a thousand targets start together, and a thousand nine-day
 range queries at once only time out in the source's queue; bounded, each load is quick and
 its target fits (and starts ticking) as soon as its turn at the fit slot comes.
 """
