@@ -82,6 +82,94 @@ class _ModelAgeCollector:
         )
 
 
+class _TickGauges:
+    """The gauges every tick sets, one value per target each, exported at scrape time.
+
+    As labelled Gauges they were a metric object, a value object and a lock per target per
+    gauge; here a target is one tuple.
+    """
+
+    GAUGES = (
+        ("elasticd_observed_demand", "Demand observed at the last tick."),
+        (
+            "elasticd_forecast_peak",
+            "Calibrated forecast of the peak demand over the lead time, at the last tick.",
+        ),
+        ("elasticd_desired_units", "Units the planner asked for."),
+        (
+            "elasticd_current_units",
+            "Units the target had (ready + booting) when the tick read it.",
+        ),
+        (
+            "elasticd_ready_units",
+            "Units ready to serve when the tick read the target; -1 when the target cannot say.",
+        ),
+        (
+            "elasticd_last_tick_timestamp_seconds",
+            "When the target's last tick finished; alert when it stops moving.",
+        ),
+    )
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[float, ...]] = {}
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        families = self._families()
+        for target, values in sorted(self.values.items()):
+            for family, value in zip(families, values, strict=True):
+                family.add_metric([target], value)
+        return families
+
+    def _families(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(name, text, labels=["target"]) for name, text in self.GAUGES]
+
+
+class _ReasonCollector:
+    """Exports ``elasticd_decision_reason``: 1 for each target's last reason, 0 for every other
+    reason it can give (all of them from the first tick, so a query for one that has not
+    happened yet returns 0 rather than nothing).
+
+    Built at scrape time from one string per target: a labelled gauge per (target, reason)
+    was a dozen metric objects per target, about half of the daemon's metrics memory at
+    1,000 targets, and a dozen locked sets every tick.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[str, str] = {}
+        self.extra: dict[str, set[str]] = {}  # reasons outside ``Reason`` a target gave
+        self._known = tuple(sorted(r.value for r in Reason))
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        for target, last in sorted(self.last.items()):
+            for name in sorted({*self._known, *self.extra.get(target, ())}):
+                family.add_metric([target, name], 1.0 if name == last else 0.0)
+        return [family]
+
+    def set(self, target: str, reason: str) -> None:
+        self.last[target] = reason
+        if reason not in self._known:
+            self.extra.setdefault(target, set()).add(reason)
+
+    def forget(self, target: str) -> None:
+        self.last.pop(target, None)
+        self.extra.pop(target, None)
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "elasticd_decision_reason",
+            "1 for the reason behind the last decision, 0 for every other reason.",
+            labels=["target", "reason"],
+        )
+
+
 class Telemetry:
     """Every metric elasticd exports about itself, labelled by ``target`` where it applies."""
 
@@ -98,46 +186,14 @@ class Telemetry:
             PlatformCollector(registry=registry)
         self.registry = registry
         t = ("target",)
-        self.demand = Gauge(
-            "elasticd_observed_demand", "Demand observed at the last tick.", t, registry=registry
-        )
-        self.forecast = Gauge(
-            "elasticd_forecast_peak",
-            "Calibrated forecast of the peak demand over the lead time, at the last tick.",
-            t,
-            registry=registry,
-        )
-        self.desired = Gauge(
-            "elasticd_desired_units", "Units the planner asked for.", t, registry=registry
-        )
-        self.current = Gauge(
-            "elasticd_current_units",
-            "Units the target had (ready + booting) when the tick read it.",
-            t,
-            registry=registry,
-        )
-        self.ready = Gauge(
-            "elasticd_ready_units",
-            "Units ready to serve when the tick read the target; -1 when the target cannot say.",
-            t,
-            registry=registry,
-        )
-        self.reason = Gauge(
-            "elasticd_decision_reason",
-            "1 for the reason behind the last decision, 0 for every other reason.",
-            ("target", "reason"),
-            registry=registry,
-        )
+        self._tick = _TickGauges()
+        registry.register(self._tick)
+        self._reason = _ReasonCollector()
+        registry.register(self._reason)
         self.forecast_error = Gauge(
             "elasticd_forecast_log_residual",
             "log(actual peak / forecast peak) of the last forecast whose horizon has passed; "
             "positive means the forecast was too low.",
-            t,
-            registry=registry,
-        )
-        self.last_tick = Gauge(
-            "elasticd_last_tick_timestamp_seconds",
-            "When the target's last tick finished; alert when it stops moving.",
             t,
             registry=registry,
         )
@@ -194,7 +250,6 @@ class Telemetry:
         registry.register(self._model_age)
         self._clock = clock
         # Label values seen per target, so a target removed on reload can be forgotten whole.
-        self._reasons: dict[str, set[str]] = {}
         self._source_kinds: dict[str, set[str]] = {}
         self._actuator_kinds: dict[str, set[str]] = {}
 
@@ -213,24 +268,16 @@ class Telemetry:
         """One finished tick. ``None`` demand or forecast (missing data, no model) is exported
         as NaN rather than the last value, so a dashboard shows the gap instead of a lie."""
         nan = float("nan")
-        self.demand.labels(target).set(nan if demand is None else demand)
-        self.forecast.labels(target).set(nan if forecast is None else forecast)
-        self.desired.labels(target).set(desired)
-        self.current.labels(target).set(current)
-        self.ready.labels(target).set(-1 if ready is None else ready)
-        self._set_reason(target, str(reason))
+        self._tick.values[target] = (
+            nan if demand is None else demand,
+            nan if forecast is None else forecast,
+            desired,
+            current,
+            -1 if ready is None else ready,
+            self._clock(),
+        )
+        self._reason.set(target, str(reason))
         self.tick_duration.labels(target).observe(duration_s)
-        self.last_tick.labels(target).set(self._clock())
-
-    def _set_reason(self, target: str, reason: str) -> None:
-        seen = self._reasons.get(target)
-        if seen is None:
-            # Every known reason appears at 0 from the first tick, so a query for one that
-            # has not happened yet returns 0 rather than nothing.
-            seen = self._reasons[target] = {r.value for r in Reason}
-        seen.add(reason)
-        for name in seen:
-            self.reason.labels(target, name).set(1 if name == reason else 0)
 
     def record_forecast_error(self, target: str, log_residual: float) -> None:
         """The log residual of the newest forecast whose horizon has passed."""
@@ -273,22 +320,17 @@ class Telemetry:
 
         Left in place, its last gauges would be scraped forever and look like a live target.
         """
+        self._tick.values.pop(target, None)
         for metric in (
-            self.demand,
-            self.forecast,
-            self.desired,
-            self.current,
-            self.ready,
             self.forecast_error,
-            self.last_tick,
             self.short_steps,
             self.writes,
             self.tick_duration,
             self.training_duration,
         ):
             metric.remove(target)
+        self._reason.forget(target)
         for metric, seen in (
-            (self.reason, self._reasons),
             (self.source_errors, self._source_kinds),
             (self.actuator_errors, self._actuator_kinds),
         ):
