@@ -28,13 +28,19 @@ import numpy as np
 
 from daemon.core.durations import format_duration
 from daemon.core.layers import LayerPlan, plan_layers
-from daemon.core.schedules import ScheduleDecision, effective_bounds, next_change
+from daemon.core.schedules import ScheduleDecision
 from daemon.core.tick import TickInputs, TickResult, TickState, tick
 from daemon.errors import ConfigError
 from daemon.forecasting import TargetForecaster
 from daemon.runtime.app import aws_region, history_step, query_spec, simulator_trace
 from daemon.runtime.layers import NODE_MODEL_SUFFIX, node_shape
-from daemon.runtime.planning import forecast_settings, node_layer_lead, planner_settings
+from daemon.runtime.planning import (
+    forecast_settings,
+    next_schedule_change,
+    node_layer_lead,
+    planner_settings,
+    schedule_at,
+)
 from daemon.settings import (
     CloudWatchSourceConfig,
     KubernetesWorkloadTarget,
@@ -138,14 +144,7 @@ def explain(
     read = reader or read_history
     now = at.timestamp()
     zone = _display_zone(target, at)
-    schedule = effective_bounds(
-        target.schedules,
-        target.overrides,
-        target.min_units,
-        target.max_units,
-        now,
-        target.lead_time,
-    )
+    schedule = schedule_at(target, now)
     lines = [
         f"target {target.name} ({target.kind}, {target.mode}) at {_when(now, zone)}",
         f"  own bounds: min {target.min_units}, max {target.max_units}; lead time "
@@ -177,14 +176,7 @@ def _schedule_lines(
         f"schedule: {decision.reason}",
         f"  effective: {_bounds_text(decision)}",
     ]
-    change = next_change(
-        target.schedules,
-        target.overrides,
-        target.min_units,
-        target.max_units,
-        now,
-        target.lead_time,
-    )
+    change = next_schedule_change(target, now)
     if change is None:
         lines.append("  next change: none within 8 days")
     else:
@@ -400,9 +392,7 @@ def _node_lines(
         node_layer_lead(target, nodes),
         reader,
     )
-    node_schedule = effective_bounds(
-        nodes.schedules, nodes.overrides, nodes.min_units, nodes.max_units, now, nodes.lead_time
-    )
+    node_schedule = schedule_at(nodes, now)
     plan = plan_layers(
         node_lead_forecast=forecast.value,
         unit_capacity=target.unit_capacity,

@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 
 from daemon.core.binpack import NodeShape, Resources
 from daemon.core.layers import LayerPlan, plan_layers
-from daemon.core.schedules import effective_bounds
 from daemon.forecasting import TargetForecaster
+from daemon.runtime.planning import schedule_at
 from daemon.settings import NodeGroupLink, TargetConfig
 from models.calibration import CalibrationState, calibrated
 
@@ -102,9 +102,7 @@ class NodeLink:
             forecast = calibrated(base, state, self.forecaster.calibration_settings())
         nodes = self.node_target
         # The node group's own schedule, a node lead time early, bounds what is asked of it.
-        low, high = effective_bounds(
-            nodes.schedules, nodes.overrides, nodes.min_units, nodes.max_units, now, nodes.lead_time
-        ).plan_bounds
+        low, high = schedule_at(nodes, now).plan_bounds
         plan = plan_layers(
             node_lead_forecast=forecast,
             unit_capacity=self.pod_target.unit_capacity,

@@ -7,11 +7,19 @@ sides free of the other's vocabulary.
 
 from __future__ import annotations
 
+from daemon.core.schedules import NextChange, ScheduleDecision, effective_bounds, next_change
 from daemon.core.types import PlannerSettings, RateLimit
 from daemon.forecasting import ForecastSettings
 from daemon.settings import ScaleLimit, TargetConfig, TrainingConfig
 
-__all__ = ["forecast_settings", "node_layer_lead", "planner_settings", "rate_limit"]
+__all__ = [
+    "forecast_settings",
+    "next_schedule_change",
+    "node_layer_lead",
+    "planner_settings",
+    "rate_limit",
+    "schedule_at",
+]
 
 
 def rate_limit(limit: ScaleLimit | None) -> RateLimit | None:
@@ -64,3 +72,28 @@ def node_layer_lead(pod_target: TargetConfig, node_target: TargetConfig) -> floa
     a node lead time before *that*, and the node layer forecasts demand that far ahead.
     """
     return node_target.lead_time + pod_target.lead_time
+
+
+def schedule_at(target: TargetConfig, now: float) -> ScheduleDecision:
+    """The target's bounds at ``now`` from its own, its windows and its overrides. Windows that
+    raise capacity take effect a lead time early, so it is ready on time."""
+    return effective_bounds(
+        target.schedules,
+        target.overrides,
+        target.min_units,
+        target.max_units,
+        now,
+        target.lead_time,
+    )
+
+
+def next_schedule_change(target: TargetConfig, now: float) -> NextChange | None:
+    """When ``schedule_at`` next changes for the target (within the default horizon)."""
+    return next_change(
+        target.schedules,
+        target.overrides,
+        target.min_units,
+        target.max_units,
+        now,
+        target.lead_time,
+    )

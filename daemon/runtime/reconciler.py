@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 from daemon.actuators.base import Actuator, Capacity, ScaleResult
 from daemon.actuators.events import KubernetesEventRecorder, scale_event
 from daemon.audit import AuditLog, AuditRecord
-from daemon.core.schedules import effective_bounds
 from daemon.core.stabilisation import Recommendations, stabilise_scale_down
 from daemon.core.tick import TickInputs, TickResult, TickState, tick
 from daemon.core.types import PlannerSettings
@@ -43,7 +42,7 @@ from daemon.errors import (
 from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
 from daemon.runtime.layers import LayerBoard, NodeLink, NodeRequest
-from daemon.runtime.planning import planner_settings
+from daemon.runtime.planning import planner_settings, schedule_at
 from daemon.settings import TargetConfig
 from daemon.sources.base import MetricQuery, MetricSource, Sample
 from daemon.sources.policy import Checked, NegativePolicy, Rule, check_latest
@@ -196,15 +195,7 @@ class Reconciler:
             calibration=with_conformal(self.state.calibration, self.forecaster.conformal_offset()),
         )
         target = self.target
-        # Windows that raise capacity take effect a lead time early, so it is ready on time.
-        schedule = effective_bounds(
-            target.schedules,
-            target.overrides,
-            target.min_units,
-            target.max_units,
-            now,
-            target.lead_time,
-        )
+        schedule = schedule_at(target, now)
         low, high = schedule.plan_bounds
         layer_requests = self.layers.fresh(self.name, now) if self.layers is not None else []
         own_low = low

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from daemon.backtest.synthetic import TraceShape, generate_trace
 from daemon.backtest.walkforward import PlanConfig, base_forecasts, conformal_offsets
 from daemon.forecasting import ForecastSettings, TargetForecaster
-from tests.support.stored import as_stored
+from tests.support.stored import as_stored, streamed
 
 
 def test_streaming_forecasts_equal_the_walk_forward_replay() -> None:
@@ -21,22 +19,9 @@ def test_streaming_forecasts_equal_the_walk_forward_replay() -> None:
     replayed, sources, fits = base_forecasts(trace, config, settings.spec)
     assert any(fit.reason.startswith("model") for fit in fits)
 
-    daemon = TargetForecaster(settings)
-    per_day = round(86_400.0 / trace.step_s)
-    streamed = []
-    names = []
-    offsets = []
-    for i, (now, value) in enumerate(zip(trace.times.tolist(), trace.values.tolist(), strict=True)):
-        if i % per_day == 0:
-            # As the trainer does: the fit reads the source's history, not the buffer.
-            daemon.train_on(trace.times[:i], trace.values[:i], now)
-        daemon.observe(now, None if math.isnan(value) else value)
-        forecast, name = daemon.forecast(now)
-        streamed.append(math.nan if forecast is None else forecast)
-        names.append(name)
-        offsets.append(daemon.conformal_offset())
-    assert names == sources
-    np.testing.assert_allclose(np.array(streamed), replayed, rtol=1e-6, equal_nan=True)
+    forecasts, names, offsets = zip(*streamed(TargetForecaster(settings), trace), strict=True)
+    assert list(names) == sources
+    np.testing.assert_allclose(np.array(forecasts), replayed, rtol=1e-6, equal_nan=True)
     replayed_offsets = conformal_offsets(trace, replayed, sources, config, settings.spec.lead_steps)
     assert np.any(replayed_offsets != 0.0)
     np.testing.assert_allclose(np.array(offsets), replayed_offsets, rtol=1e-6, atol=1e-9)

@@ -3,14 +3,12 @@ and still gives the backtest's conformal offsets once older forecasts are droppe
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from daemon.backtest.synthetic import TraceShape, generate_trace
 from daemon.backtest.walkforward import PlanConfig, base_forecasts, conformal_offsets
 from daemon.forecasting import ForecastSettings, TargetForecaster
-from tests.support.stored import as_stored
+from tests.support.stored import as_stored, streamed
 
 
 def test_a_trimmed_forecast_record_gives_the_replays_offsets() -> None:
@@ -25,13 +23,8 @@ def test_a_trimmed_forecast_record_gives_the_replays_offsets() -> None:
     daemon = TargetForecaster(settings)
     per_day = round(86_400.0 / trace.step_s)
     offsets, largest = [], 0
-    for i, (now, value) in enumerate(zip(trace.times.tolist(), trace.values.tolist(), strict=True)):
-        if i % per_day == 0:
-            # As the trainer does: the fit reads the source's history, not the buffer.
-            daemon.train_on(trace.times[:i], trace.values[:i], now)
-        daemon.observe(now, None if math.isnan(value) else value)
-        daemon.forecast(now)
-        offsets.append(daemon.conformal_offset())
+    for _, _, offset in streamed(daemon, trace):
+        offsets.append(offset)
         largest = max(largest, daemon._forecasts.size)
 
     week = 7 * per_day

@@ -1,11 +1,14 @@
-"""Traces at the precision the daemon keeps history in."""
+"""Traces at the precision the daemon keeps history in, streamed as the daemon sees them."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterator
 
 import numpy as np
 
 from daemon.backtest.trace import Trace
-from daemon.forecasting import HISTORY_DTYPE
+from daemon.forecasting import HISTORY_DTYPE, TargetForecaster
 
 
 def as_stored(trace: Trace) -> Trace:
@@ -13,3 +16,16 @@ def as_stored(trace: Trace) -> Trace:
     the values the daemon's streaming forecaster does."""
     values = trace.values.astype(HISTORY_DTYPE).astype(np.float64)
     return Trace(trace.times, values, trace.step_s, trace.labels)
+
+
+def streamed(daemon: TargetForecaster, trace: Trace) -> Iterator[tuple[float, str, float]]:
+    """Feed ``trace`` through the daemon's forecaster step by step, as the daemon does: each day
+    a fit on the history before that step (what the trainer reads from the source), then the
+    sample, the forecast (NaN when none) with its rung, and the conformal offset."""
+    per_day = round(86_400.0 / trace.step_s)
+    for i, (now, value) in enumerate(zip(trace.times.tolist(), trace.values.tolist(), strict=True)):
+        if i % per_day == 0:
+            daemon.train_on(trace.times[:i], trace.values[:i], now)
+        daemon.observe(now, None if math.isnan(value) else value)
+        forecast, name = daemon.forecast(now)
+        yield (math.nan if forecast is None else forecast), name, daemon.conformal_offset()
