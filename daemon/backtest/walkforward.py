@@ -13,7 +13,7 @@ import itertools
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -66,8 +66,10 @@ class PlanConfig:
 
     def planner_settings(self) -> PlannerSettings:
         if self.planner is not None:
-            return self.planner
+            # The replay's lead time is the one the plan answers for (daemon.core.landed).
+            return replace(self.planner, lead_s=self.lead_s)
         return PlannerSettings(
+            lead_s=self.lead_s,
             unit_capacity=self.unit_capacity,
             min_units=self.min_units,
             max_units=self.max_units,

@@ -101,6 +101,9 @@ class PlannerSettings:
     raises it this tick by ``above_max_buffer_percent`` (see ``daemon.core.above_max``)."""
     above_max_buffer_percent: float = 0.0
     """With ``"increase"``: percent above the maximum allowed, >= 0."""
+    lead_s: float = 0.0
+    """Seconds from asking for a unit until it serves; the plan answers for its own capacity
+    only once this has passed (``daemon.core.landed``). 0: ready at once."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.unit_capacity) and self.unit_capacity > 0):
@@ -137,6 +140,8 @@ class PlannerSettings:
         if not (self.max_demand_age_s >= 0):
             raise ValueError(f"max_demand_age_s must be >= 0, got {self.max_demand_age_s!r}")
         check_policy(self.above_max_policy, self.above_max_buffer_percent)
+        if not (math.isfinite(self.lead_s) and self.lead_s >= 0):
+            raise ValueError(f"lead_s must be a finite number >= 0, got {self.lead_s!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ def planner_settings(target: TargetConfig) -> PlannerSettings:
         scale_up_limit=rate_limit(target.scale_up_limit),
         scale_down_limit=rate_limit(target.scale_down_limit),
         max_demand_age_s=target.max_demand_age,
+        lead_s=target.lead_time,
     )
 
 
