@@ -4,8 +4,9 @@ Three parts, each small:
 
 - ``Telemetry`` owns every metric elasticd exports about itself, on a registry the caller
   passes in (tests build a fresh one; two daemons in one process must not share globals).
-- ``HealthState`` answers liveness (the event loop is still turning) and readiness (models
-  loaded and every target's source reached at least once), each with reasons a human can act on.
+- ``HealthState`` answers liveness (the event loop is still turning) and readiness (some target
+  is still deciding), each with reasons a human can act on, and keeps each target's state
+  (source, model, actuator, last decision) for the ``/readyz`` body.
 - ``TelemetryServer`` serves ``/healthz``, ``/readyz`` and ``/metrics`` with aiohttp; the
   ``health_server`` agent runs it for the life of the daemon.
 """
@@ -16,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -218,6 +220,33 @@ class Telemetry:
         self.writes = Counter(
             "elasticd_writes", "Scale writes sent to the target.", t, registry=registry
         )
+        self.not_applied_steps = Counter(
+            "elasticd_not_applied_steps",
+            "Ticks short on ready capacity that the plan's own capacity would have served: "
+            "its writes did not take effect (refused, failed or overridden).",
+            t,
+            registry=registry,
+        )
+        self.external_overrides = Counter(
+            "elasticd_external_overrides",
+            "Times another writer changed the target's size away from what elasticd wrote.",
+            t,
+            registry=registry,
+        )
+        self.fenced_writes = Counter(
+            "elasticd_fenced_writes",
+            "Writes not sent, or refused by a precondition, because leadership could not be "
+            "proved or the target changed since it was read.",
+            t,
+            registry=registry,
+        )
+        self.model_failures = Counter(
+            "elasticd_model_failures",
+            "Models dropped for the fallback because they failed to load or to forecast "
+            "(their artifact is quarantined and a retrain requested).",
+            ("target", "stage"),
+            registry=registry,
+        )
         self.tick_duration = Histogram(
             "elasticd_tick_duration_seconds",
             "Wall time of one observe-forecast-decide-act tick.",
@@ -252,6 +281,7 @@ class Telemetry:
         # Label values seen per target, so a target removed on reload can be forgotten whole.
         self._source_kinds: dict[str, set[str]] = {}
         self._actuator_kinds: dict[str, set[str]] = {}
+        self._model_stages: dict[str, set[str]] = {}
 
     def record_tick(
         self,
@@ -298,6 +328,23 @@ class Telemetry:
     def record_write(self, target: str) -> None:
         self.writes.labels(target).inc()
 
+    def record_not_applied_step(self, target: str) -> None:
+        """A short step the plan's own capacity would have served: its writes did not land."""
+        self.not_applied_steps.labels(target).inc()
+
+    def record_external_override(self, target: str) -> None:
+        """Another writer changed the target's size away from what elasticd wrote."""
+        self.external_overrides.labels(target).inc()
+
+    def record_fenced_write(self, target: str) -> None:
+        """A write withheld or refused by a fence (lease deadline, read precondition)."""
+        self.fenced_writes.labels(target).inc()
+
+    def record_model_failure(self, target: str, stage: str) -> None:
+        """A model dropped for the fallback; ``stage`` is ``load`` or ``forecast``."""
+        self._model_stages.setdefault(target, set()).add(stage)
+        self.model_failures.labels(target, stage).inc()
+
     def record_training(
         self, target: str, duration_s: float, *, trained_at: float | None = None
     ) -> None:
@@ -325,6 +372,9 @@ class Telemetry:
             self.forecast_error,
             self.short_steps,
             self.writes,
+            self.not_applied_steps,
+            self.external_overrides,
+            self.fenced_writes,
             self.tick_duration,
             self.training_duration,
         ):
@@ -333,6 +383,7 @@ class Telemetry:
         for metric, seen in (
             (self.source_errors, self._source_kinds),
             (self.actuator_errors, self._actuator_kinds),
+            (self.model_failures, self._model_stages),
         ):
             for value in seen.pop(target, set()):
                 metric.remove(target, value)
@@ -351,14 +402,55 @@ class Readiness:
     reasons: tuple[str, ...]
 
 
+# Readiness fails when no target has decided within this many of its intervals...
+DECISION_INTERVALS = 3.0
+# ...and never sooner than this: a tick waits up to a source read's timeout (10 s) before it
+# decides, so a short interval alone would turn one slow read into an unready daemon.
+MIN_DECISION_WINDOW_S = 10.0
+# Error texts in the health body are for a human to read, not a log: the start is enough.
+_MAX_ERROR_TEXT = 300
+
+
+def _error_text(error: str | BaseException) -> str:
+    text = (str(error) or type(error).__name__) if isinstance(error, BaseException) else error
+    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 3] + "..."
+
+
+@dataclass(slots=True)
+class _TargetHealth:
+    """What one target last reported; times are on the HealthState's monotonic clock."""
+
+    source_error: str | None = None
+    source_ok_at: float | None = None
+    model: str | None = None
+    model_age: tuple[float, float] | None = None
+    """(the model's age when reported, when that was): it keeps ageing between reports."""
+    model_error: str | None = None
+    actuator_error: str | None = None
+    actuator_ok_at: float | None = None
+    decided_at: float | None = None
+    interval_s: float | None = None
+    ticking: bool = False
+    """The target's reconciler reports its ticks (decided / actuator_*): readiness then
+    follows its decisions instead of the start-up checks."""
+
+
 class HealthState:
     """What ``/healthz`` and ``/readyz`` report; components update it as things happen.
 
     Liveness: the ``loop_heartbeat`` agent beats every few seconds. A stale beat means the loop
     is wedged or the agent died; a large lag means something blocked the loop (a fit run on it
     by mistake). Either way a restart is the right cure, which is what liveness is for.
-    Readiness: every configured target has a model (trained or fallback) and its source
-    answered at least once. Not being ready only means "do not trust my numbers yet".
+
+    Readiness: the daemon is doing its job, i.e. at least one target has decided within
+    ``decision_intervals`` of its interval (a target whose source is down still decides: it
+    holds; one whose capacity read fails does not). Before any target reports a tick, the
+    start-up checks stand in: every target has a model (trained or fallback) and its source
+    answered once. Not being ready means "do not trust my numbers": a daemon that decides
+    nothing is not trusted, however alive its event loop is.
+
+    Each target's state (source, model, actuator, last decision) is reported whole in the
+    ``/readyz`` body, ready or not, so an operator sees which target is failing and why.
     """
 
     def __init__(
@@ -367,17 +459,28 @@ class HealthState:
         stale_after_s: float = 30.0,
         max_lag_s: float = 10.0,
         monotonic: Clock = time.monotonic,
+        clock: Clock = time.time,
+        decision_intervals: float = DECISION_INTERVALS,
+        min_decision_window_s: float = MIN_DECISION_WINDOW_S,
     ) -> None:
+        """``monotonic``: ages and staleness; ``clock``: epoch seconds, the default ``now``
+        for a model's fit time (``model_state``)."""
         if stale_after_s <= 0 or max_lag_s <= 0:
             raise ValueError("stale_after_s and max_lag_s must be > 0")
+        if decision_intervals <= 0 or min_decision_window_s < 0:
+            raise ValueError("decision_intervals must be > 0, min_decision_window_s >= 0")
         self._stale_after_s = stale_after_s
         self._max_lag_s = max_lag_s
         self._monotonic = monotonic
+        self._clock = clock
+        self._decision_intervals = decision_intervals
+        self._min_decision_window_s = min_decision_window_s
         self._last_beat: float | None = None
         self._last_lag_s = 0.0
         self._targets: tuple[str, ...] = ()
         self._models: set[str] = set()
         self._sources: set[str] = set()
+        self._states: dict[str, _TargetHealth] = {}
         self._stopping = False
 
     # Liveness
@@ -398,23 +501,98 @@ class HealthState:
             reasons.append(f"event loop blocked for {self._last_lag_s:.1f}s")
         return Liveness(not reasons, tuple(reasons))
 
-    # Readiness
+    # What targets report
 
     def set_targets(self, targets: Iterable[str]) -> None:
         """The configured targets; state of targets no longer configured is dropped."""
         self._targets = tuple(dict.fromkeys(targets))
-        self._models &= set(self._targets)
-        self._sources &= set(self._targets)
+        configured = set(self._targets)
+        self._models &= configured
+        self._sources &= configured
+        for gone in set(self._states) - configured:
+            del self._states[gone]
+
+    def _state(self, target: str) -> _TargetHealth:
+        state = self._states.get(target)
+        if state is None:
+            state = self._states[target] = _TargetHealth()
+        return state
 
     def model_loaded(self, target: str) -> None:
         self._models.add(target)
 
+    def model_state(
+        self,
+        target: str,
+        name: str | None,
+        trained_at: float | None,
+        error: str | BaseException | None = None,
+        *,
+        now: float | None = None,
+    ) -> None:
+        """The model in use: its rung ``name`` (``model``, ``seasonal_naive``,
+        ``recent_peak``; None: none yet), when it was fitted (epoch seconds on the target's
+        clock, with ``now`` on the same clock; default this state's clock), and the last
+        training or loading error (None once a fit succeeded)."""
+        state = self._state(target)
+        state.model = name
+        if trained_at is None:
+            state.model_age = None
+        else:
+            reported_now = self._clock() if now is None else now
+            state.model_age = (max(0.0, reported_now - trained_at), self._monotonic())
+        state.model_error = None if error is None else _error_text(error)
+        if name is not None:
+            self._models.add(target)
+
     def source_reached(self, target: str) -> None:
+        """The target's source answered (a sample, or no data: it answered)."""
         self._sources.add(target)
+        state = self._state(target)
+        state.source_ok_at = self._monotonic()
+        state.source_error = None
+
+    def source_failed(self, target: str, error: str | BaseException) -> None:
+        """A read of the target's source failed (timeout, refused, HTTP error...)."""
+        self._state(target).source_error = _error_text(error)
+
+    def actuator_ok(self, target: str) -> None:
+        """A read or write of the target succeeded."""
+        state = self._state(target)
+        state.ticking = True
+        state.actuator_ok_at = self._monotonic()
+        state.actuator_error = None
+
+    def actuator_failed(self, target: str, error: str | BaseException) -> None:
+        """A read or write of the target failed (a 404, a timeout, a refused write...)."""
+        state = self._state(target)
+        state.ticking = True
+        state.actuator_error = _error_text(error)
+
+    def decided(self, target: str, interval_s: float) -> None:
+        """The target made a decision (written or not) at this tick; it ticks every
+        ``interval_s`` seconds of wall time."""
+        state = self._state(target)
+        state.ticking = True
+        state.decided_at = self._monotonic()
+        state.interval_s = interval_s
 
     def set_stopping(self) -> None:
         """Shutdown began: stop advertising readiness before the reconcilers stop."""
         self._stopping = True
+
+    # Readiness
+
+    def _decision_window_s(self, state: _TargetHealth) -> float | None:
+        if state.interval_s is None:
+            return None
+        return max(self._decision_intervals * state.interval_s, self._min_decision_window_s)
+
+    def _deciding(self, state: _TargetHealth, now: float) -> bool:
+        window = self._decision_window_s(state)
+        return (
+            window is not None and state.decided_at is not None and now - state.decided_at <= window
+        )
 
     def readiness(self) -> Readiness:
         reasons: list[str] = []
@@ -422,12 +600,91 @@ class HealthState:
             reasons.append("shutting down")
         if not self._targets:
             reasons.append("no targets configured")
-        for target in self._targets:
-            if target not in self._models:
-                reasons.append(f"target {target}: no model loaded yet")
-            if target not in self._sources:
-                reasons.append(f"target {target}: metric source not reached yet")
+        now = self._monotonic()
+        states = {target: self._states.get(target) for target in self._targets}
+        if any(state is not None and state.ticking for state in states.values()):
+            if not any(
+                state is not None and self._deciding(state, now) for state in states.values()
+            ):
+                reasons.append(
+                    f"no target has decided within {self._decision_intervals:g} intervals"
+                )
+                for target, state in states.items():
+                    reasons.append(f"target {target}: {self._why_not_deciding(state, now)}")
+        else:
+            for target in self._targets:
+                if target not in self._models:
+                    reasons.append(f"target {target}: no model loaded yet")
+                if target not in self._sources:
+                    reasons.append(f"target {target}: metric source not reached yet")
         return Readiness(not reasons, tuple(reasons))
+
+    def _why_not_deciding(self, state: _TargetHealth | None, now: float) -> str:
+        if state is None or not state.ticking:
+            return "not ticking yet (loading history or training)"
+        if state.decided_at is None:
+            why = "no decision yet"
+        else:
+            why = (
+                f"last decision {now - state.decided_at:.0f}s ago (interval {state.interval_s:g}s)"
+            )
+        for part, error in (("actuator", state.actuator_error), ("source", state.source_error)):
+            if error is not None:
+                why += f"; {part}: {error}"
+        return why
+
+    def target_report(self, target: str) -> dict[str, Any]:
+        """One target's state as the ``/readyz`` body shows it; ages in seconds, None where
+        nothing is known yet; ``ok`` None until the part has been tried."""
+        state = self._states.get(target) or _TargetHealth()
+        now = self._monotonic()
+
+        def age(at: float | None) -> float | None:
+            return None if at is None else round(max(0.0, now - at), 3)
+
+        model_age = None
+        if state.model_age is not None:
+            reported_age, reported_at = state.model_age
+            model_age = round(reported_age + max(0.0, now - reported_at), 3)
+        source_ok = (
+            False if state.source_error is not None else (True if target in self._sources else None)
+        )
+        actuator_ok = (
+            False
+            if state.actuator_error is not None
+            else (True if state.actuator_ok_at is not None else None)
+        )
+        return {
+            "deciding": self._deciding(state, now) if state.ticking else None,
+            "last_decision_age_s": age(state.decided_at),
+            "interval_s": state.interval_s,
+            "source": {
+                "ok": source_ok,
+                "error": state.source_error,
+                "last_success_age_s": age(state.source_ok_at),
+            },
+            "model": {
+                "name": state.model,
+                "loaded": target in self._models,
+                "age_s": model_age,
+                "error": state.model_error,
+            },
+            "actuator": {
+                "ok": actuator_ok,
+                "error": state.actuator_error,
+                "last_success_age_s": age(state.actuator_ok_at),
+            },
+        }
+
+    def report(self) -> dict[str, Any]:
+        """The ``/readyz`` body: readiness, its reasons, and every target's state."""
+        ready = self.readiness()
+        return {
+            "status": "ready" if ready.ready else "not ready",
+            "ready": ready.ready,
+            "reasons": list(ready.reasons),
+            "targets": {target: self.target_report(target) for target in self._targets},
+        }
 
 
 async def loop_heartbeat(health: HealthState, interval_s: float = 1.0) -> None:
@@ -444,15 +701,17 @@ def _text(status: int, lines: Iterable[str]) -> web.Response:
 
 
 def build_app(telemetry: Telemetry, health: HealthState) -> web.Application:
-    """The aiohttp application: plain-text health answers and the metrics exposition."""
+    """The aiohttp application: ``/healthz`` in plain text, ``/readyz`` as JSON (readiness,
+    its reasons and each target's state), and the metrics exposition."""
 
     async def healthz(_request: web.Request) -> web.Response:
         live = health.liveness()
         return _text(200, ["ok"]) if live.live else _text(503, live.reasons)
 
     async def readyz(_request: web.Request) -> web.Response:
-        ready = health.readiness()
-        return _text(200, ["ready"]) if ready.ready else _text(503, ready.reasons)
+        # JSON, so an operator (or a probe's log) sees every target's state, not one word.
+        body = health.report()
+        return web.json_response(body, status=200 if body["ready"] else 503)
 
     async def metrics(request: web.Request) -> web.Response:
         # Negotiate like prometheus_client's own handlers: OpenMetrics when the scraper asks.

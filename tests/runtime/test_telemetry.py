@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -197,22 +198,155 @@ async def test_openmetrics_when_the_scraper_asks(server: TelemetryServer) -> Non
     assert text.endswith("# EOF\n")
 
 
+async def get_json(url: str) -> tuple[int, str, dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, response.headers["Content-Type"], await response.json()
+
+
 async def test_readyz_is_503_with_reasons_until_models_and_sources_are_there(
     server: TelemetryServer, health: HealthState
 ) -> None:
-    status, _, text = await get(f"{server.url}/readyz")
-    assert (status, text) == (503, "no targets configured\n")
+    status, content_type, body = await get_json(f"{server.url}/readyz")
+    assert content_type.startswith("application/json")
+    assert (status, body["ready"], body["reasons"]) == (503, False, ["no targets configured"])
     health.set_targets(["web", "api"])
     health.model_loaded("web")
     health.source_reached("web")
     health.source_reached("api")
-    status, _, text = await get(f"{server.url}/readyz")
-    assert (status, text) == (503, "target api: no model loaded yet\n")
+    status, _, body = await get_json(f"{server.url}/readyz")
+    assert (status, body["reasons"]) == (503, ["target api: no model loaded yet"])
     health.model_loaded("api")
-    assert await get(f"{server.url}/readyz") == (200, "text/plain; charset=utf-8", "ready\n")
+    status, _, body = await get_json(f"{server.url}/readyz")
+    assert (status, body["status"], body["reasons"]) == (200, "ready", [])
+    assert set(body["targets"]) == {"web", "api"}
     health.set_stopping()
-    status, _, text = await get(f"{server.url}/readyz")
-    assert (status, text) == (503, "shutting down\n")
+    status, _, body = await get_json(f"{server.url}/readyz")
+    assert (status, body["reasons"]) == (503, ["shutting down"])
+
+
+async def test_readyz_follows_decisions_once_targets_tick(
+    server: TelemetryServer, health: HealthState, monotonic: FakeClock
+) -> None:
+    """Issue 9 defect 11: a target answering 404 stops deciding, and a daemon where no target
+    decides is not ready, whatever its start-up checks said."""
+    health.set_targets(["web", "api"])
+    for target in ("web", "api"):
+        health.model_loaded(target)
+        health.source_reached(target)
+    assert (await get_json(f"{server.url}/readyz"))[0] == 200
+    # web decides every 5 s; api's target answers 404 from its first tick on.
+    health.decided("web", 5.0)
+    health.actuator_ok("web")
+    health.actuator_failed("api", "capacity read failed (permanent): HTTP 404 Not Found")
+    monotonic.t += 14.0
+    status, _, body = await get_json(f"{server.url}/readyz")
+    assert status == 200, body
+    assert body["targets"]["web"]["deciding"] is True
+    assert body["targets"]["api"]["deciding"] is False
+    assert body["targets"]["api"]["actuator"] == {
+        "ok": False,
+        "error": "capacity read failed (permanent): HTTP 404 Not Found",
+        "last_success_age_s": None,
+    }
+    # Three intervals of 5 s (15 s) without a decision anywhere: not ready, and says why.
+    monotonic.t += 2.0
+    status, _, body = await get_json(f"{server.url}/readyz")
+    assert status == 503
+    assert body["reasons"] == [
+        "no target has decided within 3 intervals",
+        "target web: last decision 16s ago (interval 5s)",
+        "target api: no decision yet; actuator: capacity read failed (permanent): HTTP 404 "
+        "Not Found",
+    ]
+    assert body["targets"]["web"]["last_decision_age_s"] == 16.0
+    # One target deciding again is enough.
+    health.decided("web", 5.0)
+    assert (await get_json(f"{server.url}/readyz"))[0] == 200
+
+
+def test_a_short_interval_gets_the_minimum_decision_window(monotonic: FakeClock) -> None:
+    health = HealthState(monotonic=monotonic, min_decision_window_s=10.0)
+    health.set_targets(["web"])
+    health.decided("web", 1.0)
+    monotonic.t += 9.5
+    assert health.readiness().ready
+    monotonic.t += 1.0
+    assert not health.readiness().ready
+
+
+def test_a_source_down_shows_in_the_report_but_a_deciding_target_keeps_readiness(
+    monotonic: FakeClock, clock: FakeClock
+) -> None:
+    health = HealthState(monotonic=monotonic, clock=clock)
+    health.set_targets(["web"])
+    health.source_reached("web")
+    health.model_state("web", "model", clock.t - 600.0, None)
+    monotonic.t += 30.0
+    health.source_failed("web", TimeoutError())
+    health.model_state("web", "recent_peak", clock.t, "model failed to forecast: boom")
+    health.decided("web", 15.0)
+    monotonic.t += 5.0
+    assert health.readiness().ready
+    report = health.target_report("web")
+    assert report["source"] == {"ok": False, "error": "TimeoutError", "last_success_age_s": 35.0}
+    assert report["model"] == {
+        "name": "recent_peak",
+        "loaded": True,
+        "age_s": 5.0,
+        "error": "model failed to forecast: boom",
+    }
+    assert report["last_decision_age_s"] == 5.0 and report["interval_s"] == 15.0
+    # The source answers again: the error clears, the age restarts.
+    health.source_reached("web")
+    assert health.target_report("web")["source"] == {
+        "ok": True,
+        "error": None,
+        "last_success_age_s": 0.0,
+    }
+
+
+def test_a_model_age_reported_on_a_target_clock_keeps_growing(monotonic: FakeClock) -> None:
+    health = HealthState(monotonic=monotonic)
+    health.set_targets(["sim"])
+    # A simulator's clock is far from the wall clock: the age is taken on its own clock.
+    health.model_state("sim", "model", trained_at=1_000.0, now=1_060.0)
+    monotonic.t += 30.0
+    assert health.target_report("sim")["model"]["age_s"] == 90.0
+
+
+def test_long_error_texts_are_cut() -> None:
+    health = HealthState()
+    health.set_targets(["web"])
+    health.actuator_failed("web", "x" * 5_000)
+    error = health.target_report("web")["actuator"]["error"]
+    assert len(error) == 300 and error.endswith("...")
+
+
+def test_a_removed_target_leaves_the_report() -> None:
+    health = HealthState()
+    health.set_targets(["web", "api"])
+    health.decided("web", 5.0)
+    health.actuator_failed("api", "gone")
+    health.set_targets(["web"])
+    assert set(health.report()["targets"]) == {"web"}
+    health.set_targets(["web", "api"])
+    assert health.target_report("api")["actuator"]["error"] is None
+
+
+async def test_the_issue_9_counters(server: TelemetryServer, telemetry: Telemetry) -> None:
+    telemetry.record_not_applied_step("web")
+    telemetry.record_not_applied_step("web")
+    telemetry.record_external_override("web")
+    telemetry.record_fenced_write("web")
+    telemetry.record_model_failure("web", "forecast")
+    samples = parse((await get(f"{server.url}/metrics"))[2])
+    assert value(samples, "elasticd_not_applied_steps_total", target="web") == 2
+    assert value(samples, "elasticd_external_overrides_total", target="web") == 1
+    assert value(samples, "elasticd_fenced_writes_total", target="web") == 1
+    assert value(samples, "elasticd_model_failures_total", target="web", stage="forecast") == 1
+    telemetry.forget_target("web")
+    samples = parse((await get(f"{server.url}/metrics"))[2])
+    assert not [key for key in samples if dict(key[1]).get("target") == "web"]
 
 
 def test_a_reconfigured_target_must_be_reached_again() -> None:
