@@ -17,11 +17,13 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "ElasticdError",
+    "FencedError",
     "InputError",
     "ModelError",
     "PermanentActuatorError",
     "PermanentSourceError",
     "SourceError",
+    "ThrottledError",
     "TransientActuatorError",
     "TransientSourceError",
 ]
@@ -65,7 +67,18 @@ class TransientActuatorError(ActuatorError):
 
 
 class ConflictError(TransientActuatorError):
-    """The object changed under us (HTTP 409); re-read and retry."""
+    """The object changed under us (HTTP 409, or a fresh read differs from the one the
+    decision was made on): nothing was written; re-read and re-plan on the next tick."""
+
+
+class FencedError(TransientActuatorError):
+    """A write was not sent because this instance's leadership no longer guarantees that no
+    other instance writes (the lease's write deadline has passed)."""
+
+
+class ThrottledError(TransientActuatorError):
+    """A request was not sent: the API client is rate limited, told us to wait (Retry-After),
+    or the target's writes are backing off after a failure."""
 
 
 class PermanentActuatorError(ActuatorError):

@@ -15,6 +15,11 @@ request outlive the renew deadline. The semantics below are client-go's:
   (every request is cut off at that deadline) it stops being leader, which is before its
   lease can expire for anyone else because ``renew_deadline < lease_duration``;
 - ``is_leader`` checks that deadline itself, so a stalled loop never leaves a stale "yes";
+- ``write_deadline()`` is that deadline on ``time.monotonic()`` less a safety margin: the
+  instant until which the lease still guarantees no other instance can lead. Writers pass it
+  to the actuator, which sends nothing after it and cuts each request's timeout to it, so a
+  leader frozen (SIGSTOP, a VM pause) mid-write cannot land a write after its successor
+  started: both are computed from the clock alone, not from the renew loop having run;
 - on ``release()`` (client-go's ReleaseOnCancel) the leader stops first, then writes an empty
   holder with a 1 s duration, so a follower takes over on its next poll.
 """
@@ -25,6 +30,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -55,6 +61,10 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 # The duration written on release: short, so even a follower that ignores the empty holder
 # (an older client) takes over within a second.
 RELEASED_DURATION_S = 1
+# The part of the renew deadline kept back from writes, at most WRITE_MARGIN_MAX_S: a write
+# started just before the deadline still has a little time to be refused before it.
+WRITE_MARGIN_FRACTION = 0.1
+WRITE_MARGIN_MAX_S = 1.0
 # client-go's JitterFactor for followers: many replicas started together do not poll in step.
 FOLLOWER_JITTER = 0.2
 
@@ -72,6 +82,11 @@ class Leadership(Protocol):
     @property
     def leading(self) -> asyncio.Event:
         """Set while leader, cleared when leadership is lost or released."""
+        ...
+
+    def write_deadline(self) -> float | None:
+        """The ``time.monotonic()`` instant until which no other instance can lead: writes
+        must not be sent after it. ``None``: unbounded; in the past when not leader."""
         ...
 
     async def run(self) -> None:
@@ -114,6 +129,10 @@ class AlwaysLeader:
     @property
     def leading(self) -> asyncio.Event:
         return self._leading
+
+    def write_deadline(self) -> float | None:
+        # No election: nothing else can lead, so no deadline, until released.
+        return None if self.is_leader else -math.inf
 
     async def run(self) -> None:
         await self._released.wait()
@@ -181,6 +200,18 @@ class LeaderElector:
         # The deadline is checked here as well as in run(): a loop that stalled past it must
         # not let a caller write on a lease that may already be someone else's.
         return self._leading.is_set() and self._clock() - self._renewed_at < self.renew_deadline
+
+    def write_deadline(self) -> float | None:
+        """The last successful renew's start + ``renew_deadline`` - a margin, on ``clock``
+        (``time.monotonic`` unless a test injected another); in the past when not leader.
+
+        Computed from the clock alone: a process that was frozen past it and has just resumed
+        sees it passed before its renew loop has had a chance to run.
+        """
+        if not self._leading.is_set():
+            return -math.inf
+        margin = min(WRITE_MARGIN_MAX_S, WRITE_MARGIN_FRACTION * self.renew_deadline)
+        return self._renewed_at + self.renew_deadline - margin
 
     @property
     def leading(self) -> asyncio.Event:

@@ -1,4 +1,8 @@
-"""Scale an EC2 Auto Scaling group through SetDesiredCapacity."""
+"""Scale an EC2 Auto Scaling group through SetDesiredCapacity.
+
+The API has no compare-and-set: the write is fenced by the caller's lease deadline and a fresh
+read compared with the size the decision was made on (see :mod:`daemon.actuators.aws`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from botocore.config import Config
 
 from daemon.actuators.aws import AwsClient
 from daemon.actuators.base import Capacity, ScaleResult, clamp
-from daemon.actuators.retry import RetryPolicy
+from daemon.actuators.retry import RetryPolicy, WriteGuard, check_expected
 from daemon.errors import PermanentActuatorError
 
 
@@ -39,6 +43,7 @@ class AutoScalingGroupActuator:
             client_config=client_config,
             retry=retry,
         )
+        self._guard = WriteGuard(self.describe())
 
     def describe(self) -> str:
         return f"auto scaling group {self.group_name}"
@@ -52,16 +57,26 @@ class AutoScalingGroupActuator:
             max_size=int(group["MaxSize"]),
         )
 
-    async def scale(self, desired: int) -> ScaleResult:
+    async def scale(
+        self, desired: int, *, expected: int | None = None, deadline: float | None = None
+    ) -> ScaleResult:
+        """Set DesiredCapacity once, within the group's bounds, if a fresh read still shows
+        ``expected``; never after ``deadline``."""
+        self._guard.check_deferred()
+        self._autoscaling.ensure_writable(self.describe())
+        self._guard.fence(deadline, self._autoscaling.write_timeout)
         current = await self.read()
+        check_expected(self.describe(), expected, current.desired)
         applied = clamp(desired, current.min_size, current.max_size, what=self.describe())
         if applied == current.desired:
             return ScaleResult(False, current.desired, desired, applied)
         # HonorCooldown=False: the daemon applies its own stabilisation; the group's cooldown
         # would silently drop a forecast-driven scale-up made shortly after another change.
-        await self._autoscaling.call(
+        await self._autoscaling.write(
             "set_desired_capacity",
             f"set capacity of {self.describe()}",
+            self._guard,
+            deadline,
             AutoScalingGroupName=self.group_name,
             DesiredCapacity=applied,
             HonorCooldown=False,

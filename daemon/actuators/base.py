@@ -54,8 +54,20 @@ class Actuator(Protocol):
         """The current desired size, ready count and bounds."""
         ...
 
-    async def scale(self, desired: int) -> ScaleResult:
-        """Set the desired size (clamped to the target's bounds); no write if unchanged."""
+    async def scale(
+        self, desired: int, *, expected: int | None = None, deadline: float | None = None
+    ) -> ScaleResult:
+        """Set the desired size (clamped to the target's bounds); no write if unchanged.
+
+        At most one write request per call, never retried inside it. ``expected`` is the size
+        (or floor) the caller's decision was made on: if a fresh read differs, nothing is
+        written and ``ConflictError`` is raised (re-plan next tick); Kubernetes writes also
+        carry that read's resourceVersion, so a racing writer gets a 409 (``ConflictError``).
+        ``deadline`` is a ``time.monotonic()`` instant (the leader lease's write deadline):
+        no request is sent at or after it (``FencedError``) and a write's timeout is cut to
+        it. After a failed write the target's writes are deferred for a growing backoff, and
+        a throttled client sends nothing until its Retry-After has passed (``ThrottledError``).
+        """
         ...
 
     async def close(self) -> None:

@@ -1,4 +1,8 @@
-"""Scale an EKS managed node group through its ``scalingConfig.desiredSize``."""
+"""Scale an EKS managed node group through its ``scalingConfig.desiredSize``.
+
+The API has no compare-and-set: the write is fenced by the caller's lease deadline and a fresh
+read compared with the size the decision was made on (see :mod:`daemon.actuators.aws`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from botocore.config import Config
 
 from daemon.actuators.aws import AwsClient
 from daemon.actuators.base import Capacity, ScaleResult, clamp
-from daemon.actuators.retry import RetryPolicy
+from daemon.actuators.retry import RetryPolicy, WriteGuard, check_expected
 
 
 class EksNodegroupActuator:
@@ -41,6 +45,7 @@ class EksNodegroupActuator:
             client_config=client_config,
             retry=retry,
         )
+        self._guard = WriteGuard(self.describe())
 
     def describe(self) -> str:
         return f"eks nodegroup {self.cluster}/{self.nodegroup}"
@@ -54,16 +59,26 @@ class EksNodegroupActuator:
             max_size=_optional_int(scaling.get("maxSize")),
         )
 
-    async def scale(self, desired: int) -> ScaleResult:
+    async def scale(
+        self, desired: int, *, expected: int | None = None, deadline: float | None = None
+    ) -> ScaleResult:
+        """Set desiredSize once, within the group's bounds, if a fresh read still shows
+        ``expected``; never after ``deadline``."""
+        self._guard.check_deferred()
+        self._eks.ensure_writable(self.describe())
+        self._guard.fence(deadline, self._eks.write_timeout)
         current = await self.read()
+        check_expected(self.describe(), expected, current.desired)
         applied = clamp(desired, current.min_size, current.max_size, what=self.describe())
         if applied == current.desired:
             return ScaleResult(False, current.desired, desired, applied)
         # Only desiredSize is sent: resending the min/max we read could undo a change someone
         # made to them since, and EKS keeps the fields a partial scalingConfig leaves out.
-        await self._eks.call(
+        await self._eks.write(
             "update_nodegroup_config",
             f"update {self.describe()}",
+            self._guard,
+            deadline,
             clusterName=self.cluster,
             nodegroupName=self.nodegroup,
             scalingConfig={"desiredSize": applied},

@@ -17,18 +17,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aioboto3
-import aiohttp
 from botocore.config import Config
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from daemon.actuators.autoscaling_group import describe_group, healthy_in_service
 from daemon.actuators.aws import AwsClient
 from daemon.actuators.base import Capacity, ScaleResult, clamp
 from daemon.actuators.eks import describe_scaling
-from daemon.actuators.kubernetes import MERGE_PATCH, map_api_error
-from daemon.actuators.retry import RetryPolicy, with_retries
-from daemon.errors import ConflictError, PermanentActuatorError
+from daemon.actuators.kubernetes import KUBE_ERRORS, MERGE_PATCH, KubeRequests, map_api_error
+from daemon.actuators.retry import RetryPolicy, WriteGuard, check_expected
+from daemon.errors import PermanentActuatorError
+from daemon.ratelimit_client import ApiThrottle
 
 __all__ = [
     "AsgFloorActuator",
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_KUBE_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError)
 # The API server refuses minReplicas below 1 (unless the HPAScaleToZero gate is on).
 HPA_MIN_FLOOR = 1
 
@@ -50,7 +48,9 @@ class HpaFloorActuator:
     """Reads and writes ``spec.minReplicas`` of one autoscaling/v2 HorizontalPodAutoscaler.
 
     The workload's own scale subresource is never written: the HPA sizes the workload, at
-    least to the floor written here. ``ready`` is the HPA's ``status.currentReplicas``.
+    least to the floor written here. ``ready`` is the HPA's ``status.currentReplicas``. The
+    write is the same as the scale subresource's: once per call, fenced, on the
+    resourceVersion just read (see :mod:`daemon.actuators.kubernetes`).
     """
 
     def __init__(
@@ -60,20 +60,23 @@ class HpaFloorActuator:
         hpa_name: str,
         *,
         retry: RetryPolicy | None = None,
-        conflict_attempts: int = 3,
         request_timeout: float = 10.0,
         close_client: bool = False,
+        throttle: ApiThrottle | None = None,
+        write_guard: WriteGuard | None = None,
     ) -> None:
         """``close_client``: whether ``close()`` also closes ``api_client``."""
-        if conflict_attempts < 1:
-            raise ValueError("conflict_attempts must be at least 1")
         self.namespace = namespace
         self.name = hpa_name
         self._client = api_client
         self._hpas = client.AutoscalingV2Api(api_client)
-        self._retry = retry or RetryPolicy()
-        self._conflict_attempts = conflict_attempts
-        self._timeout = request_timeout
+        self._requests = KubeRequests(
+            api_client,
+            retry=retry or RetryPolicy(),
+            request_timeout=request_timeout,
+            throttle=throttle,
+        )
+        self._guard = write_guard or WriteGuard(self.describe())
         self._close_client = close_client
         # Typed loosely: the generated signature does not declare its underscore options.
         self._patch_fn: Callable[..., Awaitable[Any]] = (
@@ -86,66 +89,50 @@ class HpaFloorActuator:
     async def read(self) -> Capacity:
         return _hpa_capacity(await self._read())
 
-    async def scale(self, desired: int) -> ScaleResult:
-        """Patch ``minReplicas`` on the version just read, within [1, maxReplicas]; on 409
-        (the HPA controller updates the object too) re-read and try again."""
-        attempt = 0
-        while True:
-            attempt += 1
-            hpa = await self._read()
-            current = _hpa_capacity(hpa)
-            applied = clamp(desired, HPA_MIN_FLOOR, current.max_size, what=self.describe())
-            if applied == current.desired:
-                return ScaleResult(False, current.desired, desired, applied)
-            body = {
-                "metadata": {"resourceVersion": hpa.metadata.resource_version},
-                "spec": {"minReplicas": applied},
-            }
-            try:
-                await self._patch(body)
-            except ConflictError:
-                if attempt >= self._conflict_attempts:
-                    raise
-                log.info("%s changed while writing; re-reading", self.describe())
-                continue
-            return ScaleResult(True, current.desired, desired, applied)
+    async def scale(
+        self, desired: int, *, expected: int | None = None, deadline: float | None = None
+    ) -> ScaleResult:
+        """Patch ``minReplicas`` once, within [1, maxReplicas], on the version just read if
+        it still shows the floor ``expected``; a 409 (the HPA controller updates the object
+        too) is a ``ConflictError`` for the caller to re-plan on."""
+        self._guard.check_deferred()
+        self._requests.ensure_writable(self.describe())
+        self._guard.fence(deadline, self._requests.timeout)
+        hpa = await self._read()
+        current = _hpa_capacity(hpa)
+        check_expected(self.describe(), expected, current.desired)
+        applied = clamp(desired, HPA_MIN_FLOOR, current.max_size, what=self.describe())
+        if applied == current.desired:
+            return ScaleResult(False, current.desired, desired, applied)
+        body = {
+            "metadata": {"resourceVersion": hpa.metadata.resource_version},
+            "spec": {"minReplicas": applied},
+        }
+        await self._requests.write(
+            lambda timeout: self._patch_fn(
+                self.name,
+                self.namespace,
+                body,
+                _content_type=MERGE_PATCH,
+                _request_timeout=timeout,
+            ),
+            f"patch {self.describe()}",
+            self._guard,
+            deadline,
+        )
+        return ScaleResult(True, current.desired, desired, applied)
 
     async def close(self) -> None:
         if self._close_client:
             await self._client.close()
 
-    async def _patch(self, body: dict[str, Any]) -> Any:
-        # A retry after a timeout resends the same resourceVersion: if the first try landed,
-        # the server answers 409 and scale() re-reads, finding nothing left to do.
-        return await self._call(
-            lambda: self._patch_fn(
-                self.name,
-                self.namespace,
-                body,
-                _content_type=MERGE_PATCH,
-                _request_timeout=self._timeout,
-            ),
-            "patch",
-        )
-
     async def _read(self) -> Any:
-        return await self._call(
-            lambda: self._hpas.read_namespaced_horizontal_pod_autoscaler(
-                self.name, self.namespace, _request_timeout=self._timeout
+        return await self._requests.read(
+            lambda timeout: self._hpas.read_namespaced_horizontal_pod_autoscaler(
+                self.name, self.namespace, _request_timeout=timeout
             ),
-            "read",
+            f"read {self.describe()}",
         )
-
-    async def _call(self, request: Callable[[], Awaitable[T]], verb: str) -> T:
-        what = f"{verb} {self.describe()}"
-
-        async def mapped() -> T:
-            try:
-                return await request()
-            except _KUBE_ERRORS as error:
-                raise map_api_error(error, what) from error
-
-        return await with_retries(mapped, self._retry, what=what)
 
 
 def _hpa_capacity(hpa: Any) -> Capacity:
@@ -173,7 +160,7 @@ async def find_owning_hpa(
         answer = await client.AutoscalingV2Api(
             api_client
         ).list_namespaced_horizontal_pod_autoscaler(namespace)
-    except _KUBE_ERRORS as error:
+    except KUBE_ERRORS as error:
         raise map_api_error(error, what) from error
     owners = sorted(
         hpa.metadata.name
@@ -213,6 +200,7 @@ class AsgFloorActuator:
             client_config=client_config,
             retry=retry,
         )
+        self._guard = WriteGuard(self.describe())
 
     def describe(self) -> str:
         return f"auto scaling group {self.group_name} floor"
@@ -226,14 +214,24 @@ class AsgFloorActuator:
             max_size=int(group["MaxSize"]),
         )
 
-    async def scale(self, desired: int) -> ScaleResult:
+    async def scale(
+        self, desired: int, *, expected: int | None = None, deadline: float | None = None
+    ) -> ScaleResult:
+        """Set MinSize once if a fresh read still shows the floor ``expected``; never after
+        ``deadline`` (AWS has no compare-and-set; see :mod:`daemon.actuators.aws`)."""
+        self._guard.check_deferred()
+        self._autoscaling.ensure_writable(self.describe())
+        self._guard.fence(deadline, self._autoscaling.write_timeout)
         current = await self.read()
+        check_expected(self.describe(), expected, current.desired)
         applied = clamp(desired, 0, current.max_size, what=self.describe())
         if applied == current.desired:
             return ScaleResult(False, current.desired, desired, applied)
-        await self._autoscaling.call(
+        await self._autoscaling.write(
             "update_auto_scaling_group",
             f"update {self.describe()}",
+            self._guard,
+            deadline,
             AutoScalingGroupName=self.group_name,
             MinSize=applied,
         )
@@ -271,6 +269,7 @@ class NodegroupFloorActuator:
             client_config=client_config,
             retry=retry,
         )
+        self._guard = WriteGuard(self.describe())
 
     def describe(self) -> str:
         return f"eks nodegroup {self.cluster}/{self.nodegroup} floor"
@@ -284,9 +283,17 @@ class NodegroupFloorActuator:
             max_size=int(scaling["maxSize"]),
         )
 
-    async def scale(self, desired: int) -> ScaleResult:
+    async def scale(
+        self, desired: int, *, expected: int | None = None, deadline: float | None = None
+    ) -> ScaleResult:
+        """Set minSize once if a fresh read still shows the floor ``expected``; never after
+        ``deadline`` (AWS has no compare-and-set; see :mod:`daemon.actuators.aws`)."""
+        self._guard.check_deferred()
+        self._eks.ensure_writable(self.describe())
+        self._guard.fence(deadline, self._eks.write_timeout)
         scaling = await self._scaling_config()
         previous = int(scaling.get("minSize", 0))
+        check_expected(self.describe(), expected, previous)
         maximum = int(scaling["maxSize"])
         applied = clamp(desired, 0, maximum, what=self.describe())
         if applied == previous:
@@ -296,9 +303,11 @@ class NodegroupFloorActuator:
         config: dict[str, int] = {"minSize": applied}
         if int(scaling.get("desiredSize", 0)) < applied:
             config["desiredSize"] = applied
-        await self._eks.call(
+        await self._eks.write(
             "update_nodegroup_config",
             f"update {self.describe()}",
+            self._guard,
+            deadline,
             clusterName=self.cluster,
             nodegroupName=self.nodegroup,
             scalingConfig=config,

@@ -5,6 +5,13 @@ a resourceVersion, so a write made on a stale read fails with 409 instead of sil
 someone else's change. ``ready`` is the subresource's ``status.replicas`` (pods the controller
 has created), read in the same call; the workload's readyReplicas would need a second read and
 wider RBAC.
+
+A write is fenced and made at most once per ``scale()`` call (see
+:mod:`daemon.actuators.retry`): the size is read fresh, compared with the size the caller's
+decision was made on, and patched with that read's resourceVersion as the precondition, so a
+writer that overlaps another (a frozen leader resuming after losing its Lease) gets a 409 and
+re-plans instead of overwriting. Every request goes through the client's shared
+:class:`~daemon.ratelimit_client.ApiThrottle` (token bucket, Retry-After).
 """
 
 from __future__ import annotations
@@ -20,13 +27,21 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from daemon.actuators.base import Capacity, ScaleResult
-from daemon.actuators.retry import RetryPolicy, with_retries
+from daemon.actuators.retry import (
+    RetryPolicy,
+    WriteGuard,
+    check_expected,
+    throttled_error,
+    with_retries,
+)
 from daemon.errors import (
     ActuatorError,
     ConflictError,
     PermanentActuatorError,
+    ThrottledError,
     TransientActuatorError,
 )
+from daemon.ratelimit_client import ApiThrottle, Throttled, parse_retry_after, throttle_for
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +77,40 @@ async def kube_api_client(kubeconfig: str | None, in_cluster: bool) -> client.Ap
     return client.ApiClient(configuration=configuration)
 
 
-def map_api_error(error: BaseException, what: str) -> ActuatorError:
-    """The project's error for a failed API call, chosen by what the caller should do."""
+KUBE_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError)
+
+
+def map_api_error(
+    error: BaseException, what: str, *, timeout: float | None = None
+) -> ActuatorError:
+    """The project's error for a failed API call, chosen by what the caller should do.
+
+    ``timeout`` (seconds) is named in the message of a timed-out request.
+    """
     if isinstance(error, ApiException):
         status = int(error.status or 0)
-        detail = f"{what}: HTTP {status} {_status_message(error)}"
+        detail = f"{what}: HTTP {status} {_status_message(error)}".rstrip()
         if status == 409:
             return ConflictError(detail)
         if status == 429 or status >= 500 or status == 0:
             return TransientActuatorError(detail)
         return PermanentActuatorError(detail)
     if isinstance(error, TimeoutError):
-        return TransientActuatorError(f"{what}: timed out")
-    return TransientActuatorError(f"{what}: {type(error).__name__}: {error}")
+        after = f" after {timeout:g}s" if timeout is not None else ""
+        return TransientActuatorError(f"{what}: timed out{after}")
+    return TransientActuatorError(f"{what}: {type(error).__name__}: {error}".rstrip(": "))
+
+
+def retry_after_of(error: ApiException) -> float | None:
+    """The seconds of an answer's ``Retry-After`` header, if it has a readable one."""
+    headers: Any = error.headers
+    if not headers:
+        return None
+    try:
+        value = headers.get("Retry-After")
+    except AttributeError:
+        return None
+    return parse_retry_after(value) if isinstance(value, str) else None
 
 
 def _status_message(error: ApiException) -> str:
@@ -85,6 +121,90 @@ def _status_message(error: ApiException) -> str:
     except (ValueError, AttributeError):
         message = None
     return str(message or error.reason or "")
+
+
+class KubeRequests:
+    """Reads (retried) and writes (once, fenced) on one shared ApiClient, through its throttle.
+
+    A 429, or a 503 with ``Retry-After``, closes the client's gate for that kind of request
+    (read or write) for every target on the client; ``ThrottledError`` then refuses requests
+    without sending them until it opens again.
+    """
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        retry: RetryPolicy,
+        request_timeout: float,
+        throttle: ApiThrottle | None = None,
+    ) -> None:
+        self.throttle = throttle or throttle_for(api_client)
+        self._retry = retry
+        self.timeout = request_timeout
+
+    def ensure_writable(self, what: str) -> None:
+        """``ThrottledError`` at once if the server told this client to hold its writes."""
+        try:
+            self.throttle.check("write")
+        except Throttled as refused:
+            raise throttled_error(what, refused) from refused
+
+    async def read(self, request: Callable[[float], Awaitable[T]], what: str) -> T:
+        """``request(timeout)`` once a token is free (waiting at most one request timeout),
+        retried with backoff on transient errors other than throttling."""
+
+        async def once() -> T:
+            try:
+                await self.throttle.admit("read", max_wait=self.timeout)
+            except Throttled as refused:
+                raise throttled_error(what, refused) from refused
+            return await self._send("read", request, what, self.timeout)
+
+        return await with_retries(once, self._retry, what=what)
+
+    async def write(
+        self,
+        request: Callable[[float], Awaitable[T]],
+        what: str,
+        guard: WriteGuard,
+        deadline: float | None,
+    ) -> T:
+        """``request(timeout)`` exactly once, or not at all: not after ``deadline``
+        (``FencedError``), not while throttled; a failure feeds the target's backoff."""
+        try:
+            await self.throttle.admit("write", deadline=deadline, max_wait=self.timeout)
+        except Throttled as refused:
+            raise throttled_error(what, refused) from refused
+        # Checked again after the wait for a token: immediately before the request.
+        timeout = guard.fence(deadline, self.timeout)
+        try:
+            result = await self._send("write", request, what, timeout)
+        except ActuatorError as error:
+            guard.failed(error)
+            raise
+        guard.succeeded()
+        return result
+
+    async def _send(
+        self, kind: str, request: Callable[[float], Awaitable[T]], what: str, limit_s: float
+    ) -> T:
+        try:
+            result = await request(limit_s)
+        except KUBE_ERRORS as error:
+            raise self._mapped(kind, error, what, limit_s) from error
+        self.throttle.succeeded(kind)
+        return result
+
+    def _mapped(self, kind: str, error: BaseException, what: str, timeout: float) -> ActuatorError:
+        mapped = map_api_error(error, what, timeout=timeout)
+        if isinstance(error, ApiException):
+            status = int(error.status or 0)
+            retry_after = retry_after_of(error)
+            if status == 429 or (status == 503 and retry_after is not None):
+                seconds = self.throttle.throttled(kind, retry_after, f"HTTP {status} on {what}")
+                return ThrottledError(f"{mapped}; throttled: retry after {seconds:.3g}s")
+        return mapped
 
 
 class KubernetesScaleActuator:
@@ -98,24 +218,27 @@ class KubernetesScaleActuator:
         name: str,
         *,
         retry: RetryPolicy | None = None,
-        conflict_attempts: int = 3,
         request_timeout: float = 10.0,
         close_client: bool = False,
+        throttle: ApiThrottle | None = None,
+        write_guard: WriteGuard | None = None,
     ) -> None:
         """``close_client``: whether ``close()`` also closes ``api_client``; leave it false when
-        several actuators share one client."""
+        several actuators share one client. ``throttle`` defaults to the client's shared one."""
         if kind not in ("Deployment", "StatefulSet"):
             raise ValueError(f"unsupported workload kind {kind!r}")
-        if conflict_attempts < 1:
-            raise ValueError("conflict_attempts must be at least 1")
         self.kind: WorkloadKind = kind
         self.namespace = namespace
         self.name = name
         self._client = api_client
         self._apps = client.AppsV1Api(api_client)
-        self._retry = retry or RetryPolicy()
-        self._conflict_attempts = conflict_attempts
-        self._timeout = request_timeout
+        self._requests = KubeRequests(
+            api_client,
+            retry=retry or RetryPolicy(),
+            request_timeout=request_timeout,
+            throttle=throttle,
+        )
+        self._guard = write_guard or WriteGuard(self.describe())
         self._close_client = close_client
         # Typed loosely: the generated client's signatures do not declare its underscore options.
         self._read_fn: Callable[..., Awaitable[Any]]
@@ -139,72 +262,54 @@ class KubernetesScaleActuator:
             max_size=None,
         )
 
-    async def scale(self, desired: int) -> ScaleResult:
-        """Patch ``spec.replicas`` on the version just read; on 409 re-read and try again.
+    async def scale(
+        self, desired: int, *, expected: int | None = None, deadline: float | None = None
+    ) -> ScaleResult:
+        """Patch ``spec.replicas`` once, on the version just read, if that read still shows
+        ``expected``; a 409 is a ``ConflictError`` (no re-read, no second PATCH).
 
         A negative ``desired`` is sent as is: the API server refuses it (422), which surfaces
         as ``PermanentActuatorError`` rather than being quietly turned into zero.
         """
-        attempt = 0
-        while True:
-            attempt += 1
-            scale = await self._read_scale()
-            previous = _replicas(scale.spec)
-            if previous == desired:
-                return ScaleResult(
-                    written=False, previous=previous, requested=desired, applied=desired
-                )
-            body = {
-                "metadata": {"resourceVersion": scale.metadata.resource_version},
-                "spec": {"replicas": desired},
-            }
-            try:
-                written = await self._patch_scale(body)
-            except ConflictError:
-                if attempt >= self._conflict_attempts:
-                    raise
-                log.info(
-                    "%s changed while scaling; re-reading (attempt %d)", self.describe(), attempt
-                )
-                continue
-            return ScaleResult(
-                written=True, previous=previous, requested=desired, applied=_replicas(written.spec)
-            )
+        # Every refusal that needs no request comes first: no read is spent on a write that
+        # cannot be sent.
+        self._guard.check_deferred()
+        self._requests.ensure_writable(self.describe())
+        self._guard.fence(deadline, self._requests.timeout)
+        scale = await self._read_scale()
+        previous = _replicas(scale.spec)
+        check_expected(self.describe(), expected, previous)
+        if previous == desired:
+            return ScaleResult(written=False, previous=previous, requested=desired, applied=desired)
+        body = {
+            "metadata": {"resourceVersion": scale.metadata.resource_version},
+            "spec": {"replicas": desired},
+        }
+        written = await self._requests.write(
+            lambda timeout: self._patch_fn(
+                self.name,
+                self.namespace,
+                body,
+                _content_type=MERGE_PATCH,
+                _request_timeout=timeout,
+            ),
+            f"patch {self.describe()} scale",
+            self._guard,
+            deadline,
+        )
+        return ScaleResult(
+            written=True, previous=previous, requested=desired, applied=_replicas(written.spec)
+        )
 
     async def close(self) -> None:
         if self._close_client:
             await self._client.close()
 
     async def _read_scale(self) -> Any:
-        return await self._call(
-            lambda: self._read_fn(self.name, self.namespace, _request_timeout=self._timeout),
-            "read",
+        return await self._requests.read(
+            lambda timeout: self._read_fn(self.name, self.namespace, _request_timeout=timeout),
+            f"read {self.describe()} scale",
         )
-
-    async def _patch_scale(self, body: dict[str, Any]) -> Any:
-        # A retry after a timeout resends the same resourceVersion: if the first try did land,
-        # the server answers 409 and scale() re-reads, finding nothing left to do.
-        return await self._call(
-            lambda: self._patch_fn(
-                self.name,
-                self.namespace,
-                body,
-                _content_type=MERGE_PATCH,
-                _request_timeout=self._timeout,
-            ),
-            "patch",
-        )
-
-    async def _call(self, request: Callable[[], Awaitable[T]], verb: str) -> T:
-        what = f"{verb} {self.describe()} scale"
-
-        async def mapped() -> T:
-            try:
-                return await request()
-            except (ApiException, aiohttp.ClientError, TimeoutError, OSError) as error:
-                raise map_api_error(error, what) from error
-
-        return await with_retries(mapped, self._retry, what=what)
 
 
 def _replicas(part: Any) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from daemon.actuators.base import Capacity, ScaleResult
+from daemon.actuators.retry import WriteGuard, check_expected
 from daemon.errors import PermanentActuatorError
 from daemon.simulation import SimulatedWorld
 
@@ -15,6 +16,7 @@ class SimulatorActuator:
     def __init__(self, world: SimulatedWorld, name: str) -> None:
         self._world = world
         self._name = name
+        self._guard = WriteGuard(self.describe())
 
     def describe(self) -> str:
         return f"simulated {self._name}"
@@ -24,12 +26,17 @@ class SimulatorActuator:
         ready, pending = self._world.capacity()
         return Capacity(desired=ready + pending, ready=ready, min_size=None, max_size=None)
 
-    async def scale(self, desired: int) -> ScaleResult:
+    async def scale(
+        self, desired: int, *, expected: int | None = None, deadline: float | None = None
+    ) -> ScaleResult:
+        """Resize the world; the same fence and precondition as a real target."""
+        self._guard.fence(deadline, 0.0)
         if desired < 0:
             # A real target rejects this too; the caller has a bug, so retrying cannot help.
             raise PermanentActuatorError(f"{self.describe()}: desired must be >= 0, got {desired}")
         ready, pending = self._world.capacity()
         previous = ready + pending
+        check_expected(self.describe(), expected, previous)
         if desired == previous:
             return ScaleResult(written=False, previous=previous, requested=desired, applied=desired)
         self._world.scale(desired)

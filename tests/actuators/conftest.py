@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,16 @@ from kubernetes_asyncio import client
 
 from daemon.actuators.kubernetes import kube_api_client
 from daemon.actuators.retry import RetryPolicy
+from daemon.ratelimit_client import forget_throttles
 from tests.support.fake_kube import FakeKube, write_kubeconfig
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttles() -> Iterator[None]:
+    """Throttles are shared per client and per AWS endpoint: none carries into the next test."""
+    forget_throttles()
+    yield
+    forget_throttles()
 
 
 @pytest.fixture

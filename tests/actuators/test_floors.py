@@ -3,6 +3,7 @@ MinSize and the EKS node group's minSize against moto in server mode."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from daemon.actuators.floors import (
     find_owning_hpa,
 )
 from daemon.actuators.retry import RetryPolicy
-from daemon.errors import ConflictError, PermanentActuatorError
+from daemon.errors import ConflictError, FencedError, PermanentActuatorError
 from tests.actuators.conftest import CallLog, deployment, statefulset
 from tests.actuators.test_autoscaling_group import create_group
 from tests.actuators.test_eks import create_nodegroup
@@ -123,24 +124,37 @@ async def test_hpa_floor_clamped_to_one_and_max_replicas(
     )
 
 
-async def test_hpa_floor_rereads_after_a_conflict(
+async def test_hpa_floor_conflict_is_raised_after_one_patch(
     fake_kube: FakeKube, web_floor: HpaFloorActuator
 ) -> None:
-    # The HPA controller wrote status between our read and our patch.
-    fake_kube.inject_fault(HPA_PATH, 409, method="PATCH")
-
-    assert await web_floor.scale(5) == ScaleResult(True, 2, 5, 5)
-    assert [w.status for w in fake_kube.writes] == [409, 200]
-    assert fake_kube.get("HorizontalPodAutoscaler", "default", "web")["spec"]["minReplicas"] == 5
-
-
-async def test_hpa_floor_gives_up_after_repeated_conflicts(
-    fake_kube: FakeKube, web_floor: HpaFloorActuator
-) -> None:
+    # The HPA controller wrote status between our read and our patch: the caller re-plans
+    # on the next tick rather than this call re-reading and patching again.
     fake_kube.inject_fault(HPA_PATH, 409, count=3, method="PATCH")
-    with pytest.raises(ConflictError):
+
+    with pytest.raises(ConflictError, match="409"):
         await web_floor.scale(5)
-    assert len(fake_kube.writes) == 3
+    assert [w.status for w in fake_kube.writes] == [409]
+    assert fake_kube.get("HorizontalPodAutoscaler", "default", "web")["spec"]["minReplicas"] == 2
+
+
+async def test_hpa_floor_changed_since_the_decision_is_not_written(
+    fake_kube: FakeKube, web_floor: HpaFloorActuator
+) -> None:
+    fake_kube.update("HorizontalPodAutoscaler", "default", "web", {"spec": {"minReplicas": 4}})
+
+    with pytest.raises(ConflictError, match="expected 2, found 4"):
+        await web_floor.scale(6, expected=2)
+    assert fake_kube.writes == []
+
+    assert await web_floor.scale(6, expected=4) == ScaleResult(True, 4, 6, 6)
+
+
+async def test_hpa_floor_past_its_deadline_sends_nothing(
+    fake_kube: FakeKube, web_floor: HpaFloorActuator
+) -> None:
+    with pytest.raises(FencedError):
+        await web_floor.scale(6, deadline=time.monotonic() - 0.1)
+    assert fake_kube.requests == []
 
 
 async def test_hpa_defaults_and_missing(

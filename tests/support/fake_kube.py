@@ -13,13 +13,17 @@ honours the semantics elasticd relies on and nothing more:
 Strategic-merge-patch is applied as a JSON merge patch: the objects the daemon patches have no
 lists, where the two differ. JSON patch, watches and label selectors are not implemented.
 
-Tests observe it through ``writes`` (every write request, accepted or not) and steer it with
-``inject_fault``. Run standalone for subprocess tests::
+Tests observe it through ``writes`` (every write request, accepted or not) and ``requests``
+(every API request, reads included, with its arrival time) and steer it with ``inject_fault``
+(a status, a delay that holds the request before it is processed, response headers such as
+``Retry-After``). Run standalone for subprocess tests::
 
     python -m tests.support.fake_kube --port 0 [--seed-file objects.yaml]
 
 It prints ``fake-kube listening on http://127.0.0.1:PORT`` once ready; ``GET /_fake/writes``
-returns the write log and ``POST /_fake/faults`` injects faults.
+returns the write log, ``GET /_fake/requests`` the request log, ``POST /_fake/faults`` injects
+faults, ``GET /_fake/faults`` says which have fired, and ``POST /_fake/update`` changes an
+object as another writer would.
 """
 
 from __future__ import annotations
@@ -104,6 +108,18 @@ class WriteRecord:
     body: Any
     status: int
     content_type: str = ""
+    # When the request arrived (``time`` is when it was answered, after any injected delay).
+    arrived: float = 0.0
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """Any API request (reads too): when it arrived, and what it was answered."""
+
+    arrived: float
+    verb: str
+    path: str
+    status: int
 
 
 @dataclass
@@ -112,18 +128,28 @@ class _Fault:
     status: int | None
     remaining: int
     delay: float
+    headers: dict[str, str] = field(default_factory=dict)
     # Set when the fault first fires, so a test can act while a delayed request is held.
     fired: asyncio.Event = field(default_factory=asyncio.Event)
+    # How many requests it has held or answered so far.
+    hits: int = 0
 
 
 class KubeError(Exception):
     """Raised inside handlers; turned into a ``Status`` response at one place."""
 
-    def __init__(self, code: int, message: str, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        reason: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.reason = reason or REASONS.get(code, "Unknown")
+        self.headers = headers or {}
 
 
 def status_body(code: int, message: str, reason: str | None = None) -> JsonObj:
@@ -191,6 +217,7 @@ class FakeKube:
         # Keyed by (resource type, namespace, name); values are whole stored objects.
         self.objects: dict[tuple[ResourceType, str, str], JsonObj] = {}
         self.writes: list[WriteRecord] = []
+        self.requests: list[RequestRecord] = []
         # When true a replica change is "rolled out" at once (status follows spec), which is
         # what most tests want; set false to watch a workload that is not ready yet.
         self.instant_rollout = instant_rollout
@@ -249,13 +276,23 @@ class FakeKube:
         count: int = 1,
         method: str | None = None,
         delay: float = 0.0,
+        retry_after: float | str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> asyncio.Event:
         """Make the next ``count`` requests on exactly ``path`` (and ``method``, if given)
-        wait ``delay`` seconds and then answer ``status`` (or proceed if ``status`` is None).
+        wait ``delay`` seconds and then answer ``status`` (or proceed if ``status`` is None),
+        with ``headers`` (``retry_after`` is short for a ``Retry-After`` header: seconds or
+        an HTTP date). The delay holds the request *before* it is processed, as a slow
+        network or a loaded server would: a precondition is checked when it is released.
 
         Returns an event set when the fault first fires.
         """
-        fault = _Fault(method.upper() if method else None, status, count, delay)
+        extra = dict(headers or {})
+        if retry_after is not None:
+            extra["Retry-After"] = (
+                f"{retry_after:g}" if isinstance(retry_after, int | float) else retry_after
+            )
+        fault = _Fault(method.upper() if method else None, status, count, delay, extra)
         self._faults.setdefault(path, []).append(fault)
         return fault.fired
 
@@ -263,11 +300,27 @@ class FakeKube:
         """How many injected faults on ``path`` have not fired yet."""
         return sum(f.remaining for f in self._faults.get(path, []))
 
+    def fired_faults(self, path: str) -> int:
+        """How many requests on ``path`` injected faults have held or answered so far."""
+        return sum(f.hits for f in self._faults.get(path, []))
+
     def clear_faults(self) -> None:
         self._faults.clear()
 
     def writes_to(self, path: str, *, verb: str | None = None) -> list[WriteRecord]:
         return [w for w in self.writes if w.path == path and (verb is None or w.verb == verb)]
+
+    def requests_to(self, path: str, *, verb: str | None = None) -> list[RequestRecord]:
+        """Every request on exactly ``path`` (reads too), optionally of one ``verb``."""
+        return [r for r in self.requests if r.path == path and (verb is None or r.verb == verb)]
+
+    def request_counts(self) -> dict[tuple[str, str], int]:
+        """How many requests each (verb, path) received."""
+        counts: dict[tuple[str, str], int] = {}
+        for record in self.requests:
+            key = (record.verb, record.path)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     # ----- storage --------------------------------------------------------------------------
 
@@ -430,6 +483,8 @@ class FakeKube:
             return web.json_response({"major": "1", "minor": "30", "gitVersion": "v1.30.0-fake"})
         body: Any = None
         code = 500
+        arrived = time.time()
+        headers: dict[str, str] = {}
         try:
             if request.method in WRITE_VERBS and request.can_read_body:
                 raw = await request.read()
@@ -442,25 +497,38 @@ class FakeKube:
             code, payload = self._route(request, body)
         except KubeError as error:
             code, payload = error.code, status_body(error.code, error.message, error.reason)
+            headers = error.headers
         except Exception as error:  # a bug in the fake still answers a Status, not HTML
             code, payload = 500, status_body(500, f"fake-kube failed: {error!r}")
         finally:
+            self.requests.append(RequestRecord(arrived, request.method, request.path, code))
             if request.method in WRITE_VERBS:
                 content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
                 self.writes.append(
-                    WriteRecord(time.time(), request.method, request.path, body, code, content_type)
+                    WriteRecord(
+                        time.time(),
+                        request.method,
+                        request.path,
+                        body,
+                        code,
+                        content_type,
+                        arrived,
+                    )
                 )
-        return web.json_response(payload, status=code)
+        return web.json_response(payload, status=code, headers=headers)
 
     async def _apply_fault(self, request: web.Request) -> None:
         for fault in self._faults.get(request.path, []):
             if fault.remaining > 0 and fault.method in (None, request.method):
                 fault.remaining -= 1
+                fault.hits += 1
                 fault.fired.set()
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
                 if fault.status is not None:
-                    raise KubeError(fault.status, f"injected fault on {request.path}")
+                    raise KubeError(
+                        fault.status, f"injected fault on {request.path}", headers=fault.headers
+                    )
                 return
 
     def _route(self, request: web.Request, body: Any) -> tuple[int, JsonObj]:
@@ -571,8 +639,26 @@ class FakeKube:
                 count=int(spec.get("count", 1)),
                 method=spec.get("method"),
                 delay=float(spec.get("delay", 0.0)),
+                retry_after=spec.get("retry_after"),
+                headers=spec.get("headers"),
             )
             return web.json_response({"ok": True})
+        if request.path == "/_fake/faults" and request.method == "GET":
+            return web.json_response(
+                {
+                    path: {"pending": self.pending_faults(path), "fired": self.fired_faults(path)}
+                    for path in self._faults
+                }
+            )
+        if request.path == "/_fake/requests" and request.method == "GET":
+            return web.json_response([asdict(r) for r in self.requests])
+        if request.path == "/_fake/update" and request.method == "POST":
+            spec = await request.json()
+            try:
+                updated = self.update(spec["kind"], spec["namespace"], spec["name"], spec["patch"])
+            except KeyError as error:
+                return web.json_response(status_body(404, f"no such object: {error}"), status=404)
+            return web.json_response(updated)
         if request.path == "/_fake/faults" and request.method == "DELETE":
             self.clear_faults()
             return web.json_response({"ok": True})
@@ -635,16 +721,39 @@ class FakeKubeProcess:
             result: list[JsonObj] = json.load(response)
             return result
 
+    def requests(self) -> list[JsonObj]:
+        """Every API request so far: ``arrived``, ``verb``, ``path``, ``status``."""
+        with urllib.request.urlopen(f"{self.url}/_fake/requests", timeout=10) as response:
+            result: list[JsonObj] = json.load(response)
+            return result
+
+    def faults(self) -> dict[str, dict[str, int]]:
+        """Per faulted path: how many faults are ``pending`` and how many ``fired``."""
+        with urllib.request.urlopen(f"{self.url}/_fake/faults", timeout=10) as response:
+            result: dict[str, dict[str, int]] = json.load(response)
+            return result
+
     def inject_fault(self, path: str, status: int | None = 500, **options: Any) -> None:
-        payload = json.dumps({"path": path, "status": status, **options}).encode()
+        """As ``FakeKube.inject_fault``: ``count``, ``method``, ``delay``, ``retry_after``,
+        ``headers``."""
+        self._post("/_fake/faults", {"path": path, "status": status, **options})
+
+    def update(self, kind: str, namespace: str, name: str, patch: JsonObj) -> JsonObj:
+        """Change an object as another writer would (bumps its resourceVersion)."""
+        return self._post(
+            "/_fake/update", {"kind": kind, "namespace": namespace, "name": name, "patch": patch}
+        )
+
+    def _post(self, path: str, payload: JsonObj) -> JsonObj:
         request = urllib.request.Request(
-            f"{self.url}/_fake/faults",
-            data=payload,
+            f"{self.url}{path}",
+            data=json.dumps(payload).encode(),
             method="POST",
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
+            result: JsonObj = json.load(response)
+            return result
 
     def stop(self) -> None:
         self.process.terminate()
