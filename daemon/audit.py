@@ -28,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+from daemon.redact import redact_text
+
 __all__ = ["AuditLog", "AuditRecord"]
 
 
@@ -201,9 +203,10 @@ class AuditLog:
             "forecast": _jsonable(record.forecast),
             "desired": record.desired,
             "current": record.current,
-            "reason": record.reason,
+            # Reasons and errors carry source and API error text, which may quote a URL.
+            "reason": redact_text(record.reason),
             "written": record.written,
-            "error": record.error,
+            "error": None if record.error is None else redact_text(record.error),
         }
         # ensure_ascii=False keeps non-ASCII target names readable in `tail`; JSON escapes any
         # newline inside a string, so one record is always exactly one line.

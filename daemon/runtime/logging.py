@@ -13,6 +13,7 @@ import sys
 import time
 from typing import IO, Any, Literal
 
+from daemon.redact import redact_text
 from daemon.settings import LogFormat
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "resolve_format"]
@@ -32,29 +33,37 @@ def _plain(value: Any) -> Any:
     # NaN is not JSON; a missing demand is better shown as null than as an unparseable line.
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, str | int | float | bool) or value is None:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, int | float | bool) or value is None:
         return value
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     if isinstance(value, dict):
         return {str(key): _plain(item) for key, item in value.items()}
-    return str(value)
+    return redact_text(str(value))
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"time": ..., "level": ..., "logger": ..., "message": ..., <extra fields>}``."""
+    """``{"time": ..., "level": ..., "logger": ..., "message": ..., <extra fields>}``.
+
+    Both formatters pass every string through ``redact_text``: callers redact URLs where they
+    build messages, and this is the last line of defence for a library's exception text.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
             "time": _iso(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_text(record.getMessage()),
         }
         for key, value in _fields(record).items():
             payload.setdefault(key, _plain(value))
         if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+            payload["exception"] = redact_text(self.formatException(record.exc_info))
+        if record.stack_info:
+            payload["stack"] = redact_text(self.formatStack(record.stack_info))
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -69,7 +78,9 @@ class TextFormatter(logging.Formatter):
             line += f"  {extras}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return redact_text(line)
 
 
 def _text(value: Any) -> str:

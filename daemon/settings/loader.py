@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from daemon.errors import ConfigError
+from daemon.redact import redact_text
 from daemon.settings.base import FIELD_ERROR, suggest
 from daemon.settings.root import Settings
 
@@ -20,24 +21,56 @@ class ConfigFileError(ConfigError):
     """The file cannot be read or is not YAML; ``path`` is ``FILE`` or ``FILE:LINE``."""
 
 
+# Limits on what a configuration file may be. Real ones are a few KiB, nest under ten levels
+# and expand to a few thousand values; the limits only refuse hostile or broken input (a
+# 100,000-deep nesting that would exhaust the stack, a billion-laughs alias bomb that would
+# expand to 10**9 values in validation) quickly and with a clear message.
+MAX_FILE_BYTES = 16 * 2**20
+MAX_DEPTH = 64
+MAX_EXPANDED_NODES = 1_000_000
+
+
 def load_settings(path: str | Path) -> Settings:
     """Read, parse and validate the YAML file at ``path``; raise ``ConfigError`` if it is bad."""
     name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigFileError(name, "no such file") from None
-    except UnicodeDecodeError:
-        raise ConfigFileError(name, "not UTF-8 text") from None
-    except OSError as error:
-        raise ConfigFileError(name, error.strerror or str(error)) from None
+    text = _read_text(name)
     try:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as error:
         raise _syntax_error(name, error) from None
     except yaml.YAMLError as error:
-        raise ConfigFileError(name, str(error).replace("\n", " ")) from None
-    return parse_settings({} if data is None else data, name)
+        raise ConfigFileError(name, redact_text(str(error).replace("\n", " "))) from None
+    except RecursionError:
+        # The depth limit should make this unreachable; kept so no input ever gives a trace.
+        raise ConfigFileError(name, f"nested too deeply (more than {MAX_DEPTH} levels)") from None
+    if data is None:
+        # Empty, or only comments: say so rather than report the first missing key.
+        raise ConfigFileError(name, "the file holds no settings (missing required key 'targets')")
+    return parse_settings(data, name)
+
+
+def _read_text(name: str) -> str:
+    """The file's text, or a one-line ``ConfigFileError`` saying why it cannot be had."""
+    path = Path(name)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigFileError(name, "no such file") from None
+    except IsADirectoryError:
+        raise ConfigFileError(name, "is a directory, not a file") from None
+    except PermissionError:
+        raise ConfigFileError(name, "permission denied") from None
+    except OSError as error:
+        raise ConfigFileError(name, error.strerror or str(error)) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigFileError(name, f"larger than {MAX_FILE_BYTES // 2**20} MiB; not a config")
+    if b"\x00" in raw:
+        raise ConfigFileError(name, "binary file (contains NUL bytes), not YAML text")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigFileError(name, f"not UTF-8 text (bad byte at offset {error.start})") from None
 
 
 def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
@@ -51,7 +84,67 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate keys, which plain YAML silently resolves to the last."""
+    """A SafeLoader that refuses duplicate keys, which plain YAML silently resolves to the last,
+    nesting deeper than ``MAX_DEPTH`` and aliases that expand past ``MAX_EXPANDED_NODES``."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        # The composer recurses once per level: refuse depth before Python's stack runs out.
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested more than {MAX_DEPTH} levels deep",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None and _expanded_size(node) > MAX_EXPANDED_NODES:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"aliases expand to more than {MAX_EXPANDED_NODES:,} values (an alias bomb?)",
+                node.start_mark,
+            )
+        return node
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Values the document holds once every alias is expanded, as validation will see it.
+
+    Aliases share one node object, so sizes are memoised by identity: linear in the file's
+    own size however large the expansion. Iterative (post-order), as the depth is bounded by
+    ``MAX_DEPTH`` but a list may be long.
+    """
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if children_done or not children:
+            total = 1 + sum(sizes.get(id(child), 0) for child in children)
+            sizes[id(node)] = min(total, MAX_EXPANDED_NODES + 1)
+            continue
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -75,7 +168,7 @@ def _syntax_error(name: str, error: yaml.MarkedYAMLError) -> ConfigFileError:
     reason = error.problem or error.context or "invalid YAML"
     if mark is not None:
         reason += f" (column {mark.column + 1})"
-    return ConfigFileError(where, reason)
+    return ConfigFileError(where, redact_text(reason))
 
 
 def _config_error(error: ErrorDetails, data: Any) -> ConfigError:
@@ -84,7 +177,7 @@ def _config_error(error: ErrorDetails, data: Any) -> ConfigError:
     ctx = error.get("ctx") or {}
     kind = error["type"]
     if kind == FIELD_ERROR:
-        return ConfigError(_join(path, str(ctx["field"])), str(ctx["reason"]))
+        return ConfigError(_join(path, str(ctx["field"])), redact_text(str(ctx["reason"])))
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         # pydantic quotes the discriminator's name and lists tags as one quoted string.
         discriminator = str(ctx["discriminator"]).strip("'")
@@ -96,7 +189,8 @@ def _config_error(error: ErrorDetails, data: Any) -> ConfigError:
         return ConfigError(_join(path, discriminator), reason)
     if kind == "missing":
         return ConfigError(path, "missing required key")
-    return ConfigError(path, _reason(error))
+    # A rejected value is quoted back ("got '...'"): a URL with a password must not be.
+    return ConfigError(path, redact_text(_reason(error)))
 
 
 # pydantic's wording -> the shorter wording of a config error ("must be >= 0 (got -1)").

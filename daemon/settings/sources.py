@@ -3,17 +3,59 @@
 from __future__ import annotations
 
 import re
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
+from daemon.redact import redact_url
 from daemon.settings.base import SettingsModel, field_error
 from daemon.settings.quantities import PositiveDuration
 
 
+class BasicAuthConfig(SettingsModel):
+    """HTTP basic auth; give the password as a file or an environment variable, not inline."""
+
+    username: str = Field(min_length=1, description="User name.")
+    password_file: Path | None = Field(
+        default=None,
+        description="File holding the password (e.g. a mounted Secret); re-read when it changes.",
+    )
+    password_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the password, e.g. PROMETHEUS_PASSWORD.",
+    )
+    password: str | None = Field(
+        default=None,
+        description="The password itself. Discouraged: the YAML is readable by more people "
+        "than a Secret or the unit's environment file.",
+    )
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Self:
+        given = [
+            name
+            for name in ("password_file", "password_env", "password")
+            if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            found = f"got {', '.join(given)}" if given else "got none"
+            raise field_error(
+                "", f"set exactly one of password_file, password_env, password ({found})"
+            )
+        if self.password_file is not None:
+            _check_readable(self.password_file, "password_file")
+        return self
+
+
 class PrometheusSourceConfig(SettingsModel):
-    """A Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics)."""
+    """A Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics).
+
+    Authentication: ``bearer_token_file``, or ``basic_auth``, or else the environment variable
+    PROMETHEUS_BEARER_TOKEN when it is set. At most one of them.
+    """
 
     type: Literal["prometheus"]
     # A plain string, not pydantic's HttpUrl, which appends "/" and would break path joins.
@@ -25,13 +67,89 @@ class PrometheusSourceConfig(SettingsModel):
         default_factory=dict,
         description="Extra HTTP headers, e.g. a tenant id for a multi-tenant backend.",
     )
+    bearer_token_file: Path | None = Field(
+        default=None,
+        description="File holding a bearer token (e.g. a projected ServiceAccount token); "
+        "re-read when it changes, so a rotated token is used without a restart. Without it "
+        "(and without basic_auth) the token is read from PROMETHEUS_BEARER_TOKEN, if set.",
+    )
+    basic_auth: BasicAuthConfig | None = Field(
+        default=None, description="HTTP basic auth, instead of a bearer token."
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM bundle of the CAs that sign the server's certificate (https URLs); "
+        "null uses the system's CAs.",
+    )
+    insecure_skip_verify: bool = Field(
+        default=False,
+        description="Do not verify the server's certificate. For tests only: anyone on the "
+        "path can then read the credentials.",
+    )
+    requests_per_second: float = Field(
+        default=100.0,
+        gt=0,
+        description="Requests a second this daemon sends to this URL, all targets together "
+        "(client-side rate limit, like client-go's QPS).",
+    )
+    burst: int = Field(
+        default=200, ge=1, description="Requests that may go at once above requests_per_second."
+    )
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if re.match(r"^https?://[^\s/]+", value) is None:
-            raise ValueError(f"invalid URL {value!r}: expected http://host:port or https://...")
+            raise ValueError(
+                f"invalid URL {redact_url(value)!r}: expected http://host:port or https://..."
+            )
         return value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> Self:
+        if self.bearer_token_file is not None and self.basic_auth is not None:
+            raise field_error("basic_auth", "set either bearer_token_file or basic_auth, not both")
+        in_url = "@" in urlsplit(self.url).netloc
+        if in_url and (self.bearer_token_file is not None or self.basic_auth is not None):
+            raise field_error(
+                "url", "credentials in the URL and in bearer_token_file/basic_auth: use one"
+            )
+        auth_header = any(name.lower() == "authorization" for name in self.headers)
+        if auth_header and (
+            in_url or self.bearer_token_file is not None or self.basic_auth is not None
+        ):
+            raise field_error(
+                "headers", "an Authorization header and bearer_token_file/basic_auth: use one"
+            )
+        if self.bearer_token_file is not None:
+            _check_readable(self.bearer_token_file, "bearer_token_file")
+        if self.ca_file is not None:
+            if self.insecure_skip_verify:
+                raise field_error("insecure_skip_verify", "must be false when ca_file is set")
+            _check_ca_bundle(self.ca_file)
+        return self
+
+
+def _check_readable(path: Path, field: str) -> None:
+    """A secret file must exist and be readable now: a typo found at start-up, not at 3 am."""
+    try:
+        with path.open("rb") as handle:
+            content = handle.read(1 << 16)
+    except OSError as error:
+        raise field_error(field, f"cannot read {path}: {error.strerror or error}") from None
+    if not content.strip():
+        raise field_error(field, f"{path} is empty")
+
+
+def _check_ca_bundle(path: Path) -> None:
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except FileNotFoundError:
+        raise field_error("ca_file", f"cannot read {path}: no such file") from None
+    except OSError as error:
+        raise field_error("ca_file", f"cannot read {path}: {error.strerror or error}") from None
+    except ssl.SSLError as error:
+        raise field_error("ca_file", f"{path} is not a PEM CA bundle ({error.reason})") from None
 
 
 class CloudWatchSourceConfig(SettingsModel):

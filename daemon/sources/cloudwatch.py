@@ -12,6 +12,10 @@ Choices:
   still filling at ``end`` is left out: a half-filled ``Sum`` would look like a drop in demand.
   A point's timestamp is the start of its period, as CloudWatch reports it.
 - Order: results are requested ascending and sorted again, as the default is descending.
+- Throttling: every call takes a token from a bucket shared by all sources on the same region
+  and endpoint (the account's GetMetricData quota is shared too), and a throttling answer
+  closes that bucket's gate for an exponential, jittered backoff (1 s, 2 s, 4 s...) that
+  every target waits out before its next call, so a throttled API is not hammered.
 """
 
 from __future__ import annotations
@@ -33,11 +37,21 @@ from aiobotocore.config import AioConfig
 from botocore.parsers import ResponseParserError
 
 from daemon.errors import PermanentSourceError, SourceError, TransientSourceError
+from daemon.ratelimit_client import ApiThrottle, Throttled, throttle_for_key
 from daemon.sources.base import MetricQuery, Sample, Series
 from daemon.sources.retry import RetryPolicy, retry_transient
 
 # GetMetricData takes at most 500 MetricDataQuery entries per call.
 MAX_QUERIES_PER_CALL = 500
+
+# GetMetricData's default quota is 50 calls a second per account and region, shared with every
+# other tool on the account: stay at half of it.
+DEFAULT_CALLS_PER_SECOND = 25.0
+DEFAULT_BURST = 50
+# Longest a call waits for the throttle (a closed gate or an empty bucket) before failing as
+# transient: the next tick tries again rather than stalling this one.
+MAX_THROTTLE_WAIT_S = 10.0
+_READ = "read"
 
 # Ids we generate for each query's output; user input ids may not use this prefix.
 _ID_PREFIX = "elasticd_"
@@ -148,6 +162,7 @@ class CloudWatchSource:
         read_timeout_s: float = 30.0,
         latest_lookback_periods: int = 5,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        throttle: ApiThrottle | None = None,
     ) -> None:
         """``client``: use this instead of opening one (tests, or sharing); not closed by us.
 
@@ -155,6 +170,8 @@ class CloudWatchSource:
         ``profile`` (None: the default credential chain). ``endpoint_url``: e.g. a VPC
         endpoint or moto. ``latest_lookback_periods``: how many whole periods ``latest()``
         searches back for a datapoint. ``sleep`` is injectable so tests do not wait.
+        ``throttle``: rate limit and throttling backoff; by default the one shared by every
+        source on this region and endpoint.
         """
         if latest_lookback_periods < 1:
             raise ValueError("latest_lookback_periods must be >= 1")
@@ -173,6 +190,9 @@ class CloudWatchSource:
         self._sleep = sleep
         self._exit_stack: contextlib.AsyncExitStack | None = None
         self._client_lock = asyncio.Lock()
+        self._throttle = throttle or throttle_for_key(
+            ("cloudwatch", region, endpoint_url), qps=DEFAULT_CALLS_PER_SECOND, burst=DEFAULT_BURST
+        )
 
     async def latest(self, query: CloudWatchQuery, now: float) -> Sample | None:
         """The newest complete period's value within the lookback; None when there is none."""
@@ -232,13 +252,19 @@ class CloudWatchSource:
         while True:
 
             async def call(request: dict[str, Any] = request) -> dict[str, Any]:
+                await self._admit()
                 try:
-                    return await client.get_metric_data(**request)
+                    response = await client.get_metric_data(**request)
                 except Exception as error:
+                    if is_throttling(error):
+                        # Every source on this account and region waits this out.
+                        self._throttle.throttled(_READ, None, why=_error_code(error))
                     mapped = map_error(error)
                     if mapped is None:
                         raise
                     raise mapped from error
+                self._throttle.succeeded(_READ)
+                return response
 
             response = await retry_transient(
                 call, self._backoff, what="CloudWatch GetMetricData", sleep=self._sleep
@@ -256,6 +282,21 @@ class CloudWatchSource:
             if not token:
                 return points
             request = {**request, "NextToken": token}
+
+    async def _admit(self) -> None:
+        """Wait out a throttling backoff and take a request token, or fail as transient if
+        that would take longer than ``MAX_THROTTLE_WAIT_S``."""
+        blocked = self._throttle.blocked_for(_READ)
+        if blocked > MAX_THROTTLE_WAIT_S:
+            raise TransientSourceError(
+                f"CloudWatch GetMetricData throttled, retry after {math.ceil(blocked)}s"
+            )
+        if blocked > 0:
+            await self._sleep(blocked)
+        try:
+            await self._throttle.admit(_READ, max_wait=MAX_THROTTLE_WAIT_S)
+        except Throttled as error:
+            raise TransientSourceError(f"CloudWatch GetMetricData {error}") from None
 
     async def _ensure_client(self) -> GetMetricDataClient:
         # The lock keeps concurrent first calls from opening two clients and leaking one.
@@ -282,6 +323,20 @@ class CloudWatchSource:
                 raise mapped from error
             self._client, self._exit_stack = client, stack
             return client
+
+
+def _error_code(error: BaseException) -> str:
+    if isinstance(error, botocore.exceptions.ClientError):
+        return str(error.response.get("Error", {}).get("Code", "Unknown"))
+    return type(error).__name__
+
+
+def is_throttling(error: BaseException) -> bool:
+    """Whether the API refused the call for its rate (a throttling code, or HTTP 429)."""
+    if not isinstance(error, botocore.exceptions.ClientError):
+        return False
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return _error_code(error) in _THROTTLING_CODES or status == 429
 
 
 def map_error(error: BaseException) -> SourceError | None:

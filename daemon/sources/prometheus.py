@@ -9,21 +9,36 @@ and a small JSON shape are cheaper to speak directly than to wrap.
 
 A query must yield exactly one series: the planner forecasts one number, and silently summing
 or picking one of several series would hide a wrong query. Users aggregate in PromQL.
+
+Authentication (bearer token from a rotating file or PROMETHEUS_BEARER_TOKEN, basic auth) and
+TLS (a CA bundle) go with each request, so targets with different credentials can share one
+connection pool. Every request first asks the URL's shared throttle (``ApiThrottle``): a token
+bucket for all targets on that URL, and the server's ``Retry-After`` after a 429 or 503, during
+which a read fails at once without a request. URLs reach messages only through ``redact_url``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
+import os
+import ssl
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 import numpy as np
 
-from daemon.errors import PermanentSourceError, SourceError, TransientSourceError
+from daemon.errors import ConfigError, PermanentSourceError, SourceError, TransientSourceError
+from daemon.ratelimit_client import ApiThrottle, Throttled, parse_retry_after, throttle_for_key
+from daemon.redact import redact_text, redact_url, register_secret
 from daemon.sources.base import MetricQuery, Sample, Series
+from daemon.sources.credentials import SecretFile, secret_from_env
 
 T = TypeVar("T")
 
@@ -36,6 +51,82 @@ MAX_POINTS_PER_REQUEST = 10_000
 
 # Error bodies can be whole HTML pages from a proxy; keep log lines readable.
 _MAX_ERROR_TEXT = 300
+
+# The documented variable a bearer token is read from when a source names no other credential.
+BEARER_TOKEN_ENV = "PROMETHEUS_BEARER_TOKEN"
+
+# Client-side rate limit per Prometheus URL, all targets together. A tick of 1,000 targets at
+# 15 s is about 67 requests a second, so the default never slows a healthy daemon; it stops a
+# burst (every target's history load after a restart) from flooding the server.
+DEFAULT_REQUESTS_PER_SECOND = 100.0
+DEFAULT_BURST = 200
+
+# The throttle's name for this source's requests: reads only, one gate per URL.
+_READ = "read"
+
+
+@dataclass(frozen=True)
+class PrometheusAuth:
+    """How to authenticate to Prometheus and verify its certificate; all optional.
+
+    At most one of ``bearer_token``, ``bearer_token_file`` and basic auth (``username`` with
+    ``password`` or ``password_file``). ``ca_file``: PEM CAs that sign an https server's
+    certificate, else the system's. ``insecure_skip_verify`` turns verification off (tests).
+    """
+
+    bearer_token: str | None = None
+    bearer_token_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+    def __post_init__(self) -> None:
+        bearers = (self.bearer_token is not None) + (self.bearer_token_file is not None)
+        if bearers > 1 or (bearers and self.username is not None):
+            raise ValueError("use one of bearer_token, bearer_token_file and basic auth")
+        if self.username is not None and (self.password is None) == (self.password_file is None):
+            raise ValueError("basic auth needs exactly one of password and password_file")
+        if self.ca_file is not None and self.insecure_skip_verify:
+            raise ValueError("ca_file and insecure_skip_verify exclude each other")
+
+
+class BasicAuthOptions(Protocol):
+    """The basic-auth part of a Prometheus source's settings (``BasicAuthConfig``)."""
+
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def password_file(self) -> Path | None: ...
+    @property
+    def password_env(self) -> str | None: ...
+
+
+class PrometheusOptions(Protocol):
+    """A Prometheus source's settings as ``from_config`` reads them (``PrometheusSourceConfig``
+    satisfies it; sources do not import the settings package)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def bearer_token_file(self) -> Path | None: ...
+    @property
+    def basic_auth(self) -> BasicAuthOptions | None: ...
+    @property
+    def ca_file(self) -> Path | None: ...
+    @property
+    def insecure_skip_verify(self) -> bool: ...
+    @property
+    def requests_per_second(self) -> float: ...
+    @property
+    def burst(self) -> int: ...
 
 
 class PrometheusSource:
@@ -50,13 +141,18 @@ class PrometheusSource:
         headers: Mapping[str, str] | None = None,
         max_points_per_request: int = MAX_POINTS_PER_REQUEST,
         max_concurrent_requests: int = 4,
+        auth: PrometheusAuth | None = None,
+        throttle: ApiThrottle | None = None,
     ) -> None:
-        """``base_url`` may carry a path prefix (``http://host/prometheus``).
+        """``base_url`` may carry a path prefix (``http://host/prometheus``) and, discouraged,
+        ``user:password@`` (used as basic auth, and never shown).
 
         ``session``: share one with other components; it is left open by ``close()``. Without
         one, the source opens its own on first use (inside the running loop) and closes it.
-        ``headers``: sent with every request, e.g. ``Authorization`` or a tenant header.
+        ``headers``: sent with every request, e.g. a tenant header.
         ``max_concurrent_requests`` bounds the chunks of one long range fetched at once.
+        ``auth``: credentials and TLS verification. ``throttle``: the rate limit and
+        Retry-After gate; by default the one shared by every source on this URL.
         """
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -64,13 +160,100 @@ class PrometheusSource:
             raise ValueError("max_points_per_request must be in [1, 11000]")
         if max_concurrent_requests < 1:
             raise ValueError("max_concurrent_requests must be >= 1")
-        self._base_url = base_url.rstrip("/")
+        auth = auth or PrometheusAuth()
+        clean_url, url_user, url_password = _split_userinfo(base_url.rstrip("/"))
+        if url_user is not None:
+            if auth.username is not None or auth.bearer_token or auth.bearer_token_file:
+                raise ValueError("credentials both in the URL and in auth; use auth only")
+            auth = PrometheusAuth(
+                username=url_user,
+                password=url_password or "",
+                ca_file=auth.ca_file,
+                insecure_skip_verify=auth.insecure_skip_verify,
+            )
+        self._base_url = clean_url
+        # What messages show: the URL as configured, its secrets masked.
+        self._display_url = redact_url(base_url.rstrip("/"))
+        self._timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session = session
         self._owns_session = session is None
         self._headers = dict(headers or {})
         self._max_points = max_points_per_request
         self._max_concurrent = max_concurrent_requests
+        self._bearer = auth.bearer_token
+        self._bearer_file = (
+            SecretFile(auth.bearer_token_file, "bearer_token_file")
+            if auth.bearer_token_file is not None
+            else None
+        )
+        self._username = auth.username
+        self._password = auth.password
+        self._password_file = (
+            SecretFile(auth.password_file, "basic_auth.password_file")
+            if auth.password_file is not None
+            else None
+        )
+        for secret in (self._bearer, self._password):
+            if secret:
+                register_secret(secret)
+        self._ssl = _ssl_setting(auth)
+        self._throttle = throttle or throttle_for_key(
+            ("prometheus", clean_url), qps=DEFAULT_REQUESTS_PER_SECOND, burst=DEFAULT_BURST
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: PrometheusOptions,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> PrometheusSource:
+        """A source as a ``prometheus`` entry of the configuration describes it.
+
+        Credentials: ``bearer_token_file``, else ``basic_auth``, else an ``Authorization``
+        header given in ``headers``, else ``PROMETHEUS_BEARER_TOKEN`` from ``environ`` if set.
+        ``ConfigError`` when a named environment variable is not set.
+        """
+        basic = config.basic_auth
+        password = None
+        if basic is not None:
+            password = basic.password
+            if basic.password_env is not None:
+                password = secret_from_env(basic.password_env, environ)
+                if password is None:
+                    raise ConfigError(
+                        "basic_auth.password_env",
+                        f"environment variable {basic.password_env} is not set",
+                    )
+        explicit = (
+            config.bearer_token_file is not None
+            or basic is not None
+            or "@" in urlsplit(config.url).netloc
+            or any(name.lower() == "authorization" for name in config.headers)
+        )
+        auth = PrometheusAuth(
+            bearer_token=None if explicit else secret_from_env(BEARER_TOKEN_ENV, environ),
+            bearer_token_file=config.bearer_token_file,
+            username=basic.username if basic is not None else None,
+            password=password,
+            password_file=basic.password_file if basic is not None else None,
+            ca_file=config.ca_file,
+            insecure_skip_verify=config.insecure_skip_verify,
+        )
+        clean_url = _split_userinfo(config.url.rstrip("/"))[0]
+        throttle = throttle_for_key(
+            ("prometheus", clean_url), qps=config.requests_per_second, burst=config.burst
+        )
+        return cls(
+            config.url,
+            timeout_s=config.timeout,
+            session=session,
+            headers=config.headers,
+            auth=auth,
+            throttle=throttle,
+        )
 
     async def latest(self, query: PromQuery, now: float) -> Sample | None:
         """The query's value at ``now`` via ``/api/v1/query``; None when it matched nothing.
@@ -152,24 +335,93 @@ class PrometheusSource:
         POST (form-encoded) rather than GET: long PromQL in a URL can exceed proxy limits.
         """
         url = f"{self._base_url}/api/v1/{endpoint}"
+        try:
+            await self._throttle.admit(_READ, max_wait=self._timeout_s)
+        except Throttled as error:
+            # Nothing was sent: the server asked us to wait, or our own rate limit is full.
+            raise TransientSourceError(
+                f"Prometheus {endpoint} {error} ({self._display_url})"
+            ) from None
+        headers = self._request_headers()
         session = self._ensure_session()
         try:
             async with session.post(
-                url, data=form, headers=self._headers, timeout=self._timeout
+                url,
+                data=form,
+                headers=headers,
+                ssl=self._ssl,
+                timeout=self._timeout,
             ) as response:
                 body = await response.read()
                 status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
         except TimeoutError as error:
-            raise TransientSourceError(f"Prometheus {endpoint} timed out: {url}") from error
+            raise TransientSourceError(
+                f"Prometheus {endpoint} timed out after {self._timeout_s:g}s: {self._display_url}"
+            ) from error
         except aiohttp.ClientError as error:
-            # Connection refused, reset, DNS failure, disconnect mid-body: all may pass.
-            raise TransientSourceError(f"Prometheus {endpoint} failed: {error!r}") from error
+            # Connection refused, reset, DNS failure, TLS failure, disconnect mid-body: all
+            # may pass. The library's text may quote the URL: redact it.
+            raise TransientSourceError(
+                f"Prometheus {endpoint} failed ({self._display_url}): {redact_text(repr(error))}"
+            ) from error
+        if status == 429 or (status == 503 and retry_after is not None):
+            # The server is shedding load: no request from any target until it said, or an
+            # exponential backoff when a 429 named no time.
+            seconds = self._throttle.throttled(_READ, retry_after, why=f"HTTP {status}")
+            raise TransientSourceError(
+                f"Prometheus {endpoint} throttled (HTTP {status}), retry after "
+                f"{math.ceil(seconds)}s ({self._display_url}): {_error_text(body)}"
+            )
+        if status in (401, 403):
+            # A token may have rotated between our check and the server's: look again next time.
+            for secret in (self._bearer_file, self._password_file):
+                if secret is not None:
+                    secret.invalidate()
+        else:
+            self._throttle.succeeded(_READ)
         return _parse_response(endpoint, status, body)
+
+    def _request_headers(self) -> dict[str, str]:
+        """The configured headers plus this request's Authorization, secrets read now."""
+        if self._username is not None:
+            password = (
+                self._password_file.read() if self._password_file is not None else self._password
+            )
+            pair = f"{self._username}:{password or ''}".encode()
+            return {**self._headers, "Authorization": f"Basic {base64.b64encode(pair).decode()}"}
+        token = self._bearer_file.read() if self._bearer_file is not None else self._bearer
+        if token is None:
+            return self._headers
+        return {**self._headers, "Authorization": f"Bearer {token}"}
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         return self._session
+
+
+def _split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """``url`` without ``user:password@``, and the user and password it carried (unquoted)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, has_password, password = userinfo.partition(":")
+    clean = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+    return clean, unquote(user), unquote(password) if has_password else None
+
+
+def _ssl_setting(auth: PrometheusAuth) -> ssl.SSLContext | bool:
+    """aiohttp's ``ssl=``: True verifies with the system's CAs, False does not verify."""
+    if auth.insecure_skip_verify:
+        return False
+    if auth.ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(auth.ca_file))
+    except (OSError, ssl.SSLError) as error:
+        raise ValueError(f"ca_file {auth.ca_file}: cannot load a CA bundle ({error})") from None
 
 
 def plan_chunks(
@@ -185,6 +437,17 @@ def plan_chunks(
         last = min(first + max_points, total) - 1
         chunks.append((start + first * step, start + last * step))
     return chunks
+
+
+def _error_text(body: bytes) -> str:
+    """The server's own words about an error: the API's ``error`` field, else the body."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and "error" in payload:
+        return redact_text(str(payload["error"])[:_MAX_ERROR_TEXT])
+    return redact_text(body[:_MAX_ERROR_TEXT].decode("utf-8", "replace"))
 
 
 def _parse_response(endpoint: str, status: int, body: bytes) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from daemon.ratelimit_client import forget_throttles
 from tests.support.prometheus_server import Points, daily_pattern, start_prometheus
 
 STEP = 60.0
@@ -53,3 +54,11 @@ def prometheus() -> Iterator[PromData]:
         yield PromData(url=server.url, base=base, series=series)
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles() -> Iterator[None]:
+    """Throttles are shared per URL across the process; no test may inherit another's gate."""
+    forget_throttles()
+    yield
+    forget_throttles()

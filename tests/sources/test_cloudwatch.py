@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
 from daemon.errors import PermanentSourceError, TransientSourceError
+from daemon.ratelimit_client import ApiThrottle
 from daemon.sources.base import MetricQuery, Sample
 from daemon.sources.cloudwatch import (
     CloudWatchExpression,
@@ -264,33 +265,80 @@ async def test_many_queries_are_batched_by_500_without_id_clashes() -> None:
     assert len(result["q0"]) == 0
 
 
+class FakeClock:
+    """Monotonic time that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class TimedFake(FakeGetMetricData):
+    """Records the fake clock's time of each call."""
+
+    def __init__(self, clock: FakeClock, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+        self.times: list[float] = []
+
+    async def get_metric_data(self, **request: Any) -> dict[str, Any]:
+        self.times.append(self.clock.now)
+        return await super().get_metric_data(**request)
+
+
+def throttled_source(
+    fake: FakeGetMetricData, clock: FakeClock, throttle: ApiThrottle, attempts: int = 4
+) -> CloudWatchSource:
+    backoff = RetryPolicy(attempts=attempts, base_delay=0.5, max_delay=10, rng=random.Random(7))
+    return CloudWatchSource(
+        REGION, client=fake, backoff=backoff, sleep=clock.sleep, throttle=throttle
+    )
+
+
 async def test_throttling_and_5xx_are_retried_with_backoff() -> None:
-    waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
+    clock = FakeClock()
+    throttle = ApiThrottle(25.0, 50, clock=clock, sleep=clock.sleep, rng=random.Random(3))
     failures: list[Exception] = [
         client_error("Throttling", 400),
         client_error("TooManyRequests", 429),
         client_error("InternalFailure", 500),
     ]
-    fake = FakeGetMetricData({"rps": minutes(3)}, failures=failures)
-    backoff = RetryPolicy(attempts=4, base_delay=0.5, max_delay=10, rng=random.Random(7))
-    source = CloudWatchSource(REGION, client=fake, backoff=backoff, sleep=sleep)
-    series = await source.history(cw(REQUESTS), 0.0, 180.0, 60)
+    fake = TimedFake(clock, {"rps": minutes(3)}, failures=failures)
+    series = await throttled_source(fake, clock, throttle).history(cw(REQUESTS), 0.0, 180.0, 60)
     assert len(series) == 3
     assert len(fake.calls) == 4
-    assert len(waits) == 3
-    assert all(0 <= wait <= ceiling for wait, ceiling in zip(waits, [0.5, 1.0, 2.0], strict=True))
+    gaps = [later - earlier for earlier, later in zip(fake.times, fake.times[1:], strict=False)]
+    # After a throttle the next call waits out the throttle's backoff (1 s, then 2 s, with
+    # jitter down to half); after a 5xx only the retry policy's (up to 2 s, full jitter).
+    assert gaps[0] >= 0.5 and gaps[1] >= 1.0
+    assert 0 <= gaps[2] <= 2.0
+
+
+async def test_a_throttled_account_holds_every_source_on_it() -> None:
+    clock = FakeClock()
+    throttle = ApiThrottle(25.0, 50, clock=clock, sleep=clock.sleep, rng=random.Random(3))
+    first = TimedFake(clock, {"rps": minutes(3)}, failures=[client_error("Throttling", 400)])
+    second = TimedFake(clock, {"rps": minutes(3)})
+    source = throttled_source(first, clock, throttle, attempts=1)
+    with pytest.raises(TransientSourceError, match="Throttling"):
+        await source.history(cw(REQUESTS), 0.0, 180.0, 60)
+    thrown_at = clock.now
+    other = throttled_source(second, clock, throttle, attempts=1)
+    assert len(await other.history(cw(REQUESTS), 0.0, 180.0, 60)) == 3
+    # Another target's source on the same account waited the backoff out before calling.
+    assert second.times[0] - thrown_at >= 0.5
 
 
 async def test_throttling_gives_up_after_bounded_attempts() -> None:
-    async def sleep(seconds: float) -> None:
-        pass
-
-    fake = FakeGetMetricData({}, failures=[client_error("ThrottlingException", 400)] * 5)
-    source = CloudWatchSource(REGION, client=fake, backoff=RetryPolicy(attempts=3), sleep=sleep)
+    clock = FakeClock()
+    throttle = ApiThrottle(25.0, 50, clock=clock, sleep=clock.sleep, rng=random.Random(3))
+    fake = TimedFake(clock, {}, failures=[client_error("ThrottlingException", 400)] * 5)
+    source = throttled_source(fake, clock, throttle, attempts=3)
     with pytest.raises(TransientSourceError, match="ThrottlingException"):
         await source.history(cw(REQUESTS), 0.0, 180.0, 60)
     assert len(fake.calls) == 3
