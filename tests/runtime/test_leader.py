@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,12 +17,13 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client
 
-from daemon.actuators.kubernetes import kube_api_client
-from daemon.errors import ConfigError
+from daemon.actuators.kubernetes import KubernetesScaleActuator, kube_api_client
+from daemon.errors import ConfigError, FencedError
 from daemon.leader import AlwaysLeader, LeaderElector, Leadership, resolve_lease_namespace
 from tests.support.fake_kube import FakeKube, write_kubeconfig
 
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/default/leases/elasticd"
+WEB_SCALE = "/apis/apps/v1/namespaces/default/deployments/web/scale"
 LEASE_S, RENEW_S, RETRY_S = 3.0, 2.0, 0.2
 
 
@@ -213,15 +215,75 @@ async def test_release_of_a_follower_writes_nothing(
     assert all(w.body["spec"]["holderIdentity"] == "a" for w in fake_kube.writes[writes:])
 
 
+async def test_write_deadline_is_the_renew_deadline_of_the_last_renew(
+    fake_kube: FakeKube, elector_factory: Callable[..., LeaderElector]
+) -> None:
+    leader = elector_factory("a")
+    await until(lambda: leader.is_leader)
+    follower = elector_factory("b")
+    await asyncio.sleep(3 * RETRY_S)
+
+    now = time.monotonic()
+    deadline = leader.write_deadline()
+    assert deadline is not None
+    # Renewed within the last retry period; a margin is kept back from the renew deadline.
+    assert now < deadline <= now + RENEW_S - 0.1 * RENEW_S
+    assert deadline > now + RENEW_S - 0.1 * RENEW_S - 2 * RETRY_S
+    follower_deadline = follower.write_deadline()
+    assert follower_deadline is not None and follower_deadline < now
+
+
+async def test_a_frozen_leader_is_fenced_before_its_renew_loop_runs(
+    fake_kube: FakeKube,
+    kube_client: client.ApiClient,
+    elector_factory: Callable[..., LeaderElector],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_kube.seed(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 3},
+        }
+    )
+    web = KubernetesScaleActuator(kube_client, "Deployment", "default", "web")
+    leader = elector_factory("a")
+    await until(lambda: leader.is_leader)
+    deadline_before = leader.write_deadline()
+    lease_writes = len(fake_kube.writes)
+
+    # SIGSTOP, as the event loop sees it: nothing of this process runs for longer than the
+    # renew deadline. (A real SIGSTOP of a daemon is tests/faults/test_fencing.py.)
+    time.sleep(RENEW_S + 0.3)  # noqa: ASYNC251 - blocking the loop is the point
+
+    # First thing on resuming, before the renew loop has had a turn: not leader, the write
+    # deadline has passed, and a write made with it sends nothing.
+    assert len(fake_kube.writes) == lease_writes
+    assert not leader.is_leader
+    deadline = leader.write_deadline()
+    assert deadline is not None and deadline == deadline_before
+    assert deadline < time.monotonic()
+    with pytest.raises(FencedError):
+        await web.scale(5, expected=3, deadline=deadline)
+    assert fake_kube.writes_to(WEB_SCALE) == []
+    # The loop then notices and says so.
+    with caplog.at_level(logging.WARNING, logger="elasticd.leader"):
+        await until(lambda: "stopped leading" in caplog.text, within=2.0)
+
+
 async def test_always_leader() -> None:
     always: Leadership = AlwaysLeader()
     assert always.is_leader and always.leading.is_set()
     agent = asyncio.create_task(always.run())
     await asyncio.sleep(0)
     assert not agent.done()
+    assert always.write_deadline() is None  # no election: unbounded
     await always.release()
     await asyncio.wait_for(agent, timeout=1)
     assert not always.is_leader and not always.leading.is_set()
+    released = always.write_deadline()
+    assert released is not None and released < time.monotonic()
 
 
 def test_settings_timings_are_checked(kube_client: client.ApiClient) -> None:
