@@ -7,12 +7,20 @@ difference is that history arrives sample by sample instead of from a file.
 Threading: :meth:`TargetForecaster.train` runs in a worker thread while the event loop keeps
 calling :meth:`forecast`; training works on a snapshot and installs the new model with one
 attribute assignment, which is atomic in CPython.
+
+A model never stops a target from deciding: :meth:`forecast` does not raise. A model that
+fails to predict is dropped for the best fallback rung the history supports, its artifact is
+quarantined (when this forecaster owns it), and a retrain is requested (``on_model_failure``
+tells the trainer at once; ``retrain_requested`` says so until a fit installs a model).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +28,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from models.artifacts import load_model, save_model
+from models.artifacts import load_model, quarantine, save_model
 from models.calibration import CalibrationSettings, conformal_offset, log_residuals
-from models.errors import ModelError
+from models.errors import MissingArtifactError, ModelError
 from models.features import (
+    Features,
     FeatureSpec,
     build_features,
     future_peak,
@@ -35,11 +44,16 @@ from models.forecaster import (
     GradientBoostingPeak,
     PeakForecaster,
     RecentPeak,
+    SeasonalNaive,
+    fallback_forecaster,
     forecast_demand,
     train_forecaster,
 )
 
 FloatArray = NDArray[np.float64]
+ModelFailureListener = Callable[[str], None]
+
+log = logging.getLogger("elasticd.forecasting")
 
 CONFORMAL_REFRESH_S = 3600.0
 _RUNG_CODES = {"recent_peak": 1, "seasonal_naive": 2, "model": 3}
@@ -69,8 +83,20 @@ class ForecastSettings:
 class TargetForecaster:
     """History, model and recent forecasts of one target (owned by its reconciler)."""
 
-    def __init__(self, settings: ForecastSettings) -> None:
+    def __init__(
+        self, settings: ForecastSettings, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        """``clock``: epoch seconds, for the names of quarantined artifacts."""
         self.settings = settings
+        self._clock = clock
+        # The saved artifact this forecaster owns and the model it holds: the one moved aside
+        # when that model fails. Only the daemon's trainer owns artifacts (``load(owner=True)``
+        # and ``save``); a read-only user such as ``elasticd explain`` never moves them.
+        self._artifact: tuple[Path, str, PeakForecaster] | None = None
+        self._trained_at: float | None = None
+        self._retrain_reason: str | None = None
+        self._failure_listener: ModelFailureListener | None = None
+        self._feature_failure: str | None = None
         self.spec = settings.spec
         self._lock = threading.Lock()
         self._first_index: int | None = None  # grid index of _values[0]
@@ -246,6 +272,9 @@ class TargetForecaster:
     def _fit(self, times: FloatArray, values: FloatArray, now: float) -> str:
         if values.size == 0:
             self._forecaster = RecentPeak()
+            self._trained_at = now
+            self._retrain_reason = None
+            self._cached = None
             return "recent_peak: no history yet"
         features = build_features(times, values, self.spec)
         outcome = train_forecaster(
@@ -259,6 +288,8 @@ class TargetForecaster:
             window_s=self.settings.train_window_s,
         )
         self._forecaster = outcome.forecaster
+        self._trained_at = now
+        self._retrain_reason = None
         self._cached = None
         return outcome.reason
 
@@ -266,20 +297,84 @@ class TargetForecaster:
     def forecaster_name(self) -> str:
         return self._forecaster.name
 
+    @property
+    def trained_at(self) -> float | None:
+        """When the forecaster in use was fitted (a loaded model: its own fit time)."""
+        return self._trained_at
+
     def save(self, directory: Path, name: str) -> None:
         """Persist the trained model; fallback rungs have nothing worth saving."""
         forecaster = self._forecaster
         if isinstance(forecaster, GradientBoostingPeak):
             save_model(forecaster, directory, name)
+            self._artifact = (directory, name, forecaster)
 
-    def load(self, directory: Path, name: str) -> str | None:
-        """Install a saved model; returns why it was refused, or None when it was loaded."""
+    def load(self, directory: Path, name: str, *, owner: bool = False) -> str | None:
+        """Install a saved model; returns why it was refused, or None when it was loaded.
+
+        ``owner``: this forecaster owns the artifact (the daemon's trainer): one refused for
+        any reason but absence is quarantined, and so is the model later if it fails to
+        predict. Never raises.
+        """
         try:
-            self._forecaster = load_model(directory, name, self.spec)
-        except ModelError as error:
+            model = load_model(directory, name, self.spec)
+        except MissingArtifactError as error:
             return str(error)
+        except Exception as error:  # load_model raises ModelError; anything else is a bug
+            reason = str(error) if isinstance(error, ModelError) else repr(error)
+            return reason + (self._quarantine(directory, name) if owner else "")
+        self._forecaster = model
+        self._trained_at = model.provenance.fitted_at
+        if owner:
+            self._artifact = (directory, name, model)
         self._cached = None
         return None
+
+    def on_model_failure(self, listener: ModelFailureListener | None) -> None:
+        """Call ``listener(reason)`` whenever a model is dropped and a retrain is needed
+        (from the thread that found the failure: the event loop's, for ``forecast``)."""
+        self._failure_listener = listener
+
+    @property
+    def retrain_requested(self) -> str | None:
+        """Why a retrain is needed now (a model was dropped), or None; a fit clears it."""
+        return self._retrain_reason
+
+    def _quarantine(self, directory: Path, name: str) -> str:
+        """Move the artifact aside; what happened, to append to the reason."""
+        try:
+            moved = quarantine(directory, name, now=self._clock())
+        except OSError as error:
+            return f" (could not quarantine it: {error})"
+        return "" if moved is None else f" (quarantined as {moved})"
+
+    def _drop_model(
+        self, failed: PeakForecaster, error: BaseException, times: FloatArray, values: FloatArray
+    ) -> PeakForecaster:
+        """Replace a model that failed with the best fallback, quarantine its artifact, and
+        ask for a retrain; returns the forecaster now in use."""
+        outcome = fallback_forecaster(times, values, self.spec, values.size)
+        if self._forecaster is failed:  # a fit may have installed a new model meanwhile
+            self._forecaster = outcome.forecaster
+            self._cached = None
+        reason = f"{failed.name} failed to forecast: {error or type(error).__name__}"
+        artifact = self._artifact
+        if artifact is not None and artifact[2] is failed:
+            self._artifact = None
+            reason += self._quarantine(artifact[0], artifact[1])
+        self._request_retrain(f"{reason}; using {outcome.forecaster.name} until it is retrained")
+        return self._forecaster
+
+    def _request_retrain(self, reason: str) -> None:
+        self._retrain_reason = reason
+        listener = self._failure_listener
+        if listener is None:
+            log.warning("%s", reason, extra={"event": "model_failed"})
+            return
+        try:
+            listener(reason)
+        except Exception:
+            log.exception("model failure listener failed")
 
     # -- forecasting ----------------------------------------------------------------------
 
@@ -295,12 +390,29 @@ class TargetForecaster:
         if cached is not None and cached[0] == index:
             return cached[1], cached[2]
         times, values = self._snapshot(_FEATURE_HISTORY_S)
-        # One row, computed alone: the same numbers as the full matrix's last row (tested).
-        features = last_row_features(times, values, self.spec)
         try:
-            value = float(forecast_demand(forecaster, features, self.spec, np.array([0]))[0])
-        except ModelError:
-            value = math.nan
+            # One row, computed alone: the same numbers as the full matrix's last row (tested).
+            features = last_row_features(times, values, self.spec)
+        except Exception as error:
+            # No rung can forecast without features; the planner holds on observed demand.
+            self._report_feature_failure(error)
+            return None, forecaster.name
+        self._feature_failure = None
+        try:
+            value = self._demand(forecaster, features)
+        except Exception as error:
+            if isinstance(forecaster, RecentPeak | SeasonalNaive):
+                # A fallback reads the features directly: a non-finite one is no forecast at
+                # this step, not a broken model; nothing is dropped.
+                if not isinstance(error, ModelError):
+                    self._report_feature_failure(error)
+                value = math.nan
+            else:
+                forecaster = self._drop_model(forecaster, error, times, values)
+                try:
+                    value = self._demand(forecaster, features)
+                except Exception:
+                    value = math.nan
         result = None if not math.isfinite(value) else value
         with self._lock:
             position = index - self._forecast_first
@@ -309,6 +421,16 @@ class TargetForecaster:
                 self._record_rung(index, _RUNG_CODES.get(forecaster.name, 0))
         self._cached = (index, result, forecaster.name)
         return result, forecaster.name
+
+    def _demand(self, forecaster: PeakForecaster, features: Features) -> float:
+        return float(forecast_demand(forecaster, features, self.spec, np.array([0]))[0])
+
+    def _report_feature_failure(self, error: BaseException) -> None:
+        """Logged once per distinct error, not on every tick it repeats."""
+        text = repr(error)
+        if text != self._feature_failure:
+            self._feature_failure = text
+            log.error("no forecast: features failed: %s", text, exc_info=error)
 
     def conformal_offset(self) -> float:
         """The residual-quantile offset from forecasts whose window has passed.

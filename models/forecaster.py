@@ -151,6 +151,34 @@ def thin_rows(rows: IndexArray, max_rows: int) -> IndexArray:
     return rows[np.unique(picks)]
 
 
+def observed_history_s(times: FloatArray, values: FloatArray, cutoff: int) -> float | None:
+    """Seconds from the first observed value to step ``cutoff - 1``; None if none observed."""
+    observed = np.flatnonzero(np.isfinite(values[:cutoff]))
+    if observed.size == 0:
+        return None
+    return float(times[cutoff - 1] - times[observed[0]])
+
+
+def _seasonal_history_s(spec: FeatureSpec) -> float:
+    return SECONDS_PER_DAY + spec.lead_steps * spec.step_s
+
+
+def fallback_forecaster(
+    times: FloatArray, values: FloatArray, spec: FeatureSpec, cutoff: int
+) -> TrainingOutcome:
+    """The richest rung below the model that the history before ``cutoff`` supports.
+
+    Where a model is dropped (its artifact is corrupt, or it failed to predict) the target
+    forecasts with this until a fit replaces it: no fit is needed, so it is in place at once.
+    """
+    history_s = observed_history_s(times, values, cutoff)
+    if history_s is None:
+        return TrainingOutcome(RecentPeak(), "recent_peak: no history yet")
+    if history_s < _seasonal_history_s(spec):
+        return TrainingOutcome(RecentPeak(), "recent_peak: less than a day of history")
+    return TrainingOutcome(SeasonalNaive(), "seasonal_naive: no model in use")
+
+
 def train_forecaster(
     times: FloatArray,
     values: FloatArray,
@@ -166,12 +194,9 @@ def train_forecaster(
     random_state: int = 0,
 ) -> TrainingOutcome:
     """Pick the richest forecaster the history before ``cutoff`` supports, and fit it."""
-    observed = np.flatnonzero(np.isfinite(values[:cutoff]))
-    if observed.size == 0:
-        return TrainingOutcome(RecentPeak(), "recent_peak: no history yet")
-    history_s = float(times[cutoff - 1] - times[observed[0]]) if cutoff > 0 else 0.0
-    if history_s < SECONDS_PER_DAY + spec.lead_steps * spec.step_s:
-        return TrainingOutcome(RecentPeak(), "recent_peak: less than a day of history")
+    history_s = observed_history_s(times, values, cutoff)
+    if history_s is None or history_s < _seasonal_history_s(spec):
+        return fallback_forecaster(times, values, spec, cutoff)
     fallback = SeasonalNaive()
     if history_s < MIN_MODEL_HISTORY_S:
         return TrainingOutcome(fallback, "seasonal_naive: less than two days of history")
@@ -206,7 +231,11 @@ def forecast_demand(
     """Peak demand forecasts for ``rows`` in demand units (NaN where the level is unknown)."""
     if rows.size == 0:
         return np.empty(0)
-    log_forecast = forecaster.predict_log(features, rows)
+    log_forecast = np.asarray(forecaster.predict_log(features, rows), dtype=np.float64)
+    if log_forecast.shape != rows.shape:
+        raise ModelError(
+            f"{forecaster.name} returned {log_forecast.shape} forecasts for {rows.size} rows"
+        )
     if not np.all(np.isfinite(log_forecast) | ~np.isfinite(features.anchor[rows])):
         raise ModelError(f"{forecaster.name} produced a non-finite forecast")
     return np.maximum(from_log(log_forecast, spec.scale), 0.0)
