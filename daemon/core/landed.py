@@ -14,7 +14,6 @@ accountable for, and the difference from the target's real ready count is "not a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 Pending = tuple[tuple[float, int], ...]
@@ -55,10 +54,6 @@ def apply_decision(
         return LandedCapacity(ready=desired, pending=(), started=True)
     total = ledger.total
     if desired > total:
-        if not math.isfinite(lead_s) or lead_s <= 0:
-            return LandedCapacity(
-                ready=ledger.ready + desired - total, pending=ledger.pending, started=True
-            )
         pending = (*ledger.pending, (now + lead_s, desired - total))
         return LandedCapacity(ready=ledger.ready, pending=pending, started=True)
     if desired == total:

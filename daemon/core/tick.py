@@ -100,12 +100,13 @@ def tick(
         assert inputs.demand is not None
         unit = planner_settings.unit_capacity
         short = inputs.demand > inputs.ready_units * unit
-        # Before its first decision the plan has no ledger: it answers for nothing yet.
-        plan_short = inputs.demand > landed.ready * unit if landed.started else short
-        # Only real, new observations of the plan's own capacity move the calibration: a gap
-        # or a repeat says nothing about the plan, and nor does a write that did not land.
-        calibration = observe_step(calibration, calibration_settings, plan_short)
         last_sample_time = sample_time
+        # Before its first decision the plan has no ledger: it answers for nothing yet.
+        if landed.started:
+            plan_short = inputs.demand > landed.ready * unit
+            # Only real, new observations of the plan's own capacity move the calibration: a
+            # gap or a repeat says nothing about the plan, nor does a write that did not land.
+            calibration = observe_step(calibration, calibration_settings, plan_short)
     forecast: float | None = None
     if inputs.base_forecast is not None and math.isfinite(inputs.base_forecast):
         forecast = calibrated(inputs.base_forecast, calibration, calibration_settings)

@@ -50,6 +50,7 @@ from daemon.backtest.trace import Trace, load_trace
 from daemon.errors import ActuatorError, ConfigError
 from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
+from daemon.runtime.decision_state import DecisionStateStore
 from daemon.runtime.layers import NODE_MODEL_SUFFIX, LayerBoard, NodeLink, node_shape
 from daemon.runtime.planning import forecast_settings, node_layer_lead
 from daemon.runtime.reconciler import Reconciler, ScaleEvents
@@ -206,6 +207,11 @@ def fingerprint(settings: Settings, target: TargetConfig) -> Hashable:
     )
 
 
+def decision_state_dir(settings: Settings) -> Path:
+    """Where each target's decision state (window, calibration, ledger) is kept."""
+    return settings.state_dir / "targets"
+
+
 def history_step(settings: Settings, target: TargetConfig, world: SimulatedWorld | None) -> float:
     """The forecaster's grid step: the trace's own for a simulator, else a minute (or the
     CloudWatch period when coarser, since finer steps would only repeat its points)."""
@@ -279,6 +285,7 @@ class TargetFactory:
             layers=shared.layers if target.kind in NODE_KINDS else None,
             # A random phase, so targets started together do not all tick in the same instant.
             phase_s=random.uniform(0.0, interval),
+            state_store=DecisionStateStore(decision_state_dir(settings)),
         )
         trainer = ModelTrainer(
             target.name,

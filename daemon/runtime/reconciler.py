@@ -41,6 +41,7 @@ from daemon.errors import (
 )
 from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
+from daemon.runtime.decision_state import DecisionStateStore, StateKey
 from daemon.runtime.layers import LayerBoard, NodeLink, NodeRequest
 from daemon.runtime.planning import planner_settings, schedule_at
 from daemon.settings import TargetConfig
@@ -60,6 +61,7 @@ Clock = Callable[[], float]
 WRITE_TIMEOUT_S = 30.0
 # Why a changed decision was not written although the target is active.
 NOT_LEADER = "not leader"
+STOPPING = "stopping"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +109,14 @@ class Reconciler:
         clock: Clock = time.time,
         interval_s: float = 15.0,
         call_timeout_s: float = 10.0,
-        negative: NegativePolicy = NegativePolicy.CLAMP,
+        negative: NegativePolicy = NegativePolicy.MISSING,
         leadership: Leadership | None = None,
         events: ScaleEvents | None = None,
         node_link: NodeLink | None = None,
         layers: LayerBoard | None = None,
         phase_s: float | None = None,
         size_read_max_age_s: float = 0.0,
+        state_store: DecisionStateStore | None = None,
     ) -> None:
         """``clock``: epoch seconds on the target's own clock (a simulator's is accelerated);
         demand age and the planner's windows are measured on it. ``interval_s`` is wall time.
@@ -125,7 +128,9 @@ class Reconciler:
         (default ``interval_s``); the cadence follows from it, so a random phase per target
         spreads targets that started together over the interval. ``size_read_max_age_s``: how
         long (on ``clock``) a read of the target's size is reused by later ticks (see
-        ``_read_size``)."""
+        ``_read_size``). ``state_store``: where the decision state is kept across restarts
+        and reloads (None: in memory only). A negative demand sample is invalid (held, counted)
+        unless ``negative`` says otherwise."""
         self.target = target
         self.name = target.name
         self.source = source
@@ -150,6 +155,12 @@ class Reconciler:
         self.ticks = 0
         self.size_read_max_age_s = size_read_max_age_s
         self._size_read: tuple[float, Capacity] | None = None
+        self.state_store = state_store
+        self._state_loaded = False
+        # The size this instance last wrote (or found already in place); a different size on a
+        # later read means another writer changed it (a GitOps controller, a person, an HPA).
+        self._last_written: int | None = None
+        self._stopping: asyncio.Event | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Tick every ``interval_s`` until ``stopping`` is set; a tick in flight finishes.
@@ -159,6 +170,7 @@ class Reconciler:
         only repeat the same decision. The first tick runs at once (readiness waits for a
         source reading); the second ``phase_s`` after it.
         """
+        self._stopping = stopping
         loop = asyncio.get_running_loop()
         next_at = loop.time() + self.phase_s - self.interval_s
         while not stopping.is_set():
@@ -180,10 +192,13 @@ class Reconciler:
             self._guard(self._read_size(now), TransientActuatorError, "capacity read"),
             return_exceptions=True,
         )
-        checked, age_s = self._observe(now, sample_or_error)
+        checked, age_s, sample_time = self._observe(now, sample_or_error)
         if isinstance(capacity_or_error, BaseException):
             return await self._unreadable(now, checked, capacity_or_error)
         capacity = capacity_or_error
+        if not self._state_loaded:
+            self._load_state(now, capacity)
+        override = await self._external_override(capacity)
         base_forecast, forecast_source = self.forecaster.forecast(now)
         residual = self.forecaster.latest_residual()
         if residual is not None:
@@ -224,6 +239,7 @@ class Reconciler:
                 demand_age_s=age_s,
                 min_units=low,
                 max_units=high,
+                sample_time=sample_time,
             ),
         )
         if low > own_low:
@@ -253,7 +269,12 @@ class Reconciler:
             }
         if result.short:
             self.telemetry.record_short_step(self.name)
-        scaled, error, skipped = await self._act(result)
+        if result.not_applied:
+            # Short on the target's real capacity although the plan's own would have served:
+            # its writes did not take effect. Counted apart; the calibration does not learn it.
+            self.telemetry.record_not_applied_step(self.name)
+        scaled, error, skipped = await self._act(result, capacity)
+        self._save_state(now)
         self.ticks += 1
         report = TickReport(
             now, checked.value, checked.rule.value, result, capacity, scaled, error, skipped
@@ -269,7 +290,9 @@ class Reconciler:
             reason=result.decision.reason,
             duration_s=duration,
         )
-        await self._record(report, base_forecast, forecast_source, schedule.active, layers)
+        await self._record(
+            report, base_forecast, forecast_source, schedule.active, layers, override
+        )
         return report
 
     # -- observe ------------------------------------------------------------------------------
@@ -298,8 +321,11 @@ class Reconciler:
         self._size_read = (now, capacity)
         return capacity
 
-    def _observe(self, now: float, outcome: Sample | BaseException | None) -> tuple[Checked, float]:
-        """The checked demand and its age; errors and bad values are counted and logged."""
+    def _observe(
+        self, now: float, outcome: Sample | BaseException | None
+    ) -> tuple[Checked, float, float | None]:
+        """The checked demand, its age and its sample time; errors and bad values are counted
+        and logged."""
         if isinstance(outcome, BaseException):
             kind = "permanent" if isinstance(outcome, PermanentSourceError) else "transient"
             self.telemetry.record_source_error(self.name, kind)
@@ -321,7 +347,7 @@ class Reconciler:
                     outcome,
                     extra={"target": self.name, "kind": kind},
                 )
-            return Checked(None, Rule.EMPTY), math.inf
+            return Checked(None, Rule.EMPTY), math.inf, None
         self.health.source_reached(self.name)
         checked = check_latest(
             outcome, now=now, max_age_s=self.settings.max_demand_age_s, negative=self.negative
@@ -334,21 +360,27 @@ class Reconciler:
                 extra={"target": self.name, "rule": checked.rule.value},
             )
         if outcome is None:
-            return checked, math.inf
+            return checked, math.inf, None
         # A sample stamped after now (clock skew) counts as fresh, not as negative age.
         age = max(0.0, now - outcome.timestamp)
         self.forecaster.observe(outcome.timestamp, checked.value)
         if self.node_link is not None:
             self.node_link.forecaster.observe(outcome.timestamp, checked.value)
-        return checked, age
+        return checked, age, outcome.timestamp
 
     # -- act ----------------------------------------------------------------------------------
 
-    async def _act(self, result: TickResult) -> tuple[ScaleResult | None, str | None, str | None]:
+    async def _act(
+        self, result: TickResult, capacity: Capacity
+    ) -> tuple[ScaleResult | None, str | None, str | None]:
         """(what was written, the error if the write failed, why it was not attempted)."""
         decision = result.decision
         if self.target.mode != "active" or not decision.changed:
             return None, None, None
+        if self._stopping is not None and self._stopping.is_set():
+            # SIGTERM or a reload retiring this target: a tick in flight finishes, but no new
+            # write starts; the successor (or the next start) decides afresh.
+            return None, None, STOPPING
         # Asked here, after the slow reads, not at the start of the tick: leadership may
         # have been lost while they ran, and a write on a lost Lease is what must not happen.
         if not self.leadership.is_leader:
@@ -362,6 +394,7 @@ class Reconciler:
             )
         except (ActuatorError, TimeoutError) as error:
             return None, self._actuator_failed("write", error), None
+        self._last_written = scaled.applied
         if scaled.written:
             self.telemetry.record_write(self.name)
             await self._report_write(scaled, result)
@@ -401,7 +434,11 @@ class Reconciler:
     def _actuator_failed(self, what: str, error: BaseException) -> str:
         kind = "permanent" if isinstance(error, PermanentActuatorError) else "transient"
         self.telemetry.record_actuator_error(self.name, kind)
-        message = f"{what} failed ({kind}): {error or type(error).__name__}"
+        # str() of a bare TimeoutError is empty: say what happened rather than nothing.
+        text = str(error) or type(error).__name__
+        if isinstance(error, TimeoutError) and not str(error):
+            text = f"timed out after {WRITE_TIMEOUT_S:g}s" if what == "write" else "timed out"
+        message = f"{what} failed ({kind}): {text}"
         extra = {"target": self.name, "kind": kind, "actuator": self.actuator.describe()}
         if kind == "permanent":
             log.error("%s; nothing written until it is fixed", message, extra=extra)
@@ -425,6 +462,93 @@ class Reconciler:
         )
         return TickReport(now, checked.value, checked.rule.value, None, None, None, message)
 
+    # -- state --------------------------------------------------------------------------------
+
+    def _state_key(self) -> StateKey:
+        return StateKey(
+            unit_capacity=self.settings.unit_capacity,
+            lead_s=self.settings.lead_s,
+            shortfall_target=self.target.shortfall_target,
+        )
+
+    def _load_state(self, now: float, capacity: Capacity) -> None:
+        """Restore the decision state before the first decision (once per reconciler).
+
+        Without a saved state (a first start, a lost or corrupt file) the window is seeded
+        with the current size: no scale-down for one stabilisation window, as a restarted
+        HPA would have done had it remembered.
+        """
+        self._state_loaded = True
+        saved = None
+        if self.state_store is not None:
+            saved = self.state_store.load(
+                self.name, self._state_key(), keep_on_change=self.target.keep_state_on_change
+            )
+        if saved is not None:
+            self.state = saved.state
+            self._last_written = saved.last_written
+            log.info(
+                "decision state restored (saved %.0fs ago%s)",
+                max(0.0, now - saved.saved_at),
+                "; settings changed: window kept, calibration reset"
+                if saved.settings_changed
+                else "",
+                extra={"target": self.name, "event": "state_restored"},
+            )
+            return
+        if self.settings.scale_down_stabilisation_s > 0:
+            seeded = replace(self.state.planner, recommendations=((now, capacity.desired),))
+            self.state = replace(self.state, planner=seeded)
+
+    def _save_state(self, now: float) -> None:
+        if self.state_store is None:
+            return
+        try:
+            self.state_store.save(
+                self.name,
+                self._state_key(),
+                self.state,
+                now=now,
+                last_written=self._last_written,
+            )
+        except (OSError, ValueError) as error:
+            # A full disk must not stop scaling; the state is kept in memory meanwhile.
+            log.error("decision state not saved: %s", error, extra={"target": self.name})
+
+    async def _external_override(self, capacity: Capacity) -> dict[str, int] | None:
+        """Another writer changed the size this instance last set: report it once (log,
+        metric, Event) so a fight with a GitOps controller or a person is seen, not hidden."""
+        expected = self._last_written
+        if expected is None or capacity.desired == expected:
+            return None
+        self._last_written = None
+        self.telemetry.record_external_override(self.name)
+        log.warning(
+            "%s changed by another writer: %d expected, %d found",
+            self.actuator.describe(),
+            expected,
+            capacity.desired,
+            extra={
+                "target": self.name,
+                "event": "external_override",
+                "expected": expected,
+                "found": capacity.desired,
+            },
+        )
+        events = self.events
+        if events is not None:
+            # Never raises, bounded by its own timeout (see _report_write).
+            await events.recorder.record(
+                events.kind,
+                events.name,
+                "ExternalOverride",
+                f"size changed by another writer: elasticd set {expected}, found "
+                f"{capacity.desired}; two controllers writing one object undo each other "
+                "(a GitOps sync, an HPA, a person)",
+                "Warning",
+            )
+        return {"expected": expected, "found": capacity.desired}
+
     # -- record -------------------------------------------------------------------------------
 
     async def _record(
@@ -434,6 +558,7 @@ class Reconciler:
         forecast_source: str,
         windows: tuple[str, ...],
         layers: dict[str, Any] | None = None,
+        override: dict[str, int] | None = None,
     ) -> None:
         assert report.result is not None and report.capacity is not None
         decision = report.result.decision
@@ -453,6 +578,14 @@ class Reconciler:
         }
         if report.skipped is not None:
             inputs["skipped"] = report.skipped
+        if report.result.short is not None:
+            inputs["short"] = report.result.short
+            inputs["plan_short"] = report.result.plan_short
+        if report.result.not_applied:
+            # Short only because the plan's capacity was not in place: not the plan's miss.
+            inputs["not_applied"] = True
+        if override is not None:
+            inputs["external_override"] = override
         if layers is not None:
             inputs["layers"] = layers
         await self._append(

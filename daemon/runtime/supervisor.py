@@ -24,6 +24,7 @@ from daemon.audit import AuditLog
 from daemon.errors import ConfigError, ElasticdError
 from daemon.leader import AlwaysLeader, LeaderElector, Leadership, resolve_lease_namespace
 from daemon.runtime.app import Shared, TargetFactory, fingerprint, open_kube_client
+from daemon.runtime.decision_state import ensure_private_dir
 from daemon.runtime.logging import configure_logging
 from daemon.runtime.signals import LastResort, SignalFlags
 from daemon.runtime.target import TargetRuntime
@@ -56,6 +57,9 @@ class Supervisor:
         self.grace_s = grace_s
         self.telemetry = Telemetry()
         self.health = HealthState()
+        # Models, decision state and the audit say what runs where: owner-only from the start
+        # (an existing directory, e.g. systemd's StateDirectory, keeps its own mode).
+        ensure_private_dir(settings.state_dir)
         self.audit = _audit_log(settings)
         self.shared = Shared(self.audit, self.telemetry, self.health, asyncio.Semaphore(1))
         self._make_factory = factory

@@ -96,9 +96,10 @@ class _TargetBase(SettingsModel):
         "what comes next is the calibrated forecast's job.",
     )
     scale_down_stabilisation: Duration = Field(
-        default=0.0,
-        description="Seconds of recommendations whose maximum is used for scale-down (the "
-        "HPA uses 300). 0 by default: the forecast already covers the peak of the lead time.",
+        default=300.0,
+        description="Seconds of recommendations whose maximum is used for scale-down; 300 by "
+        "default, as the Kubernetes HPA, so that out of the box one bad sample or a wavering "
+        "forecast cannot drop capacity. Lower it only after a backtest.",
     )
     scale_down_tolerance: float = Field(
         default=0.0,
@@ -144,6 +145,12 @@ class _TargetBase(SettingsModel):
     )
     overrides: tuple[Override, ...] = Field(
         default=(), description="One-off windows that set bounds or an exact count."
+    )
+    keep_state_on_change: bool = Field(
+        default=True,
+        description="Whether an edited target keeps its decision state (the stabilisation "
+        "window always; calibration only while unit_capacity, lead_time and shortfall_target "
+        "are unchanged) across a reload or restart. false starts it fresh.",
     )
 
     @model_validator(mode="after")

@@ -28,8 +28,9 @@ def test_defaults_are_safe(config: dict[str, Any]) -> None:
     assert web.mode == "forecast-only"
     assert web.act_via == "replicas"
     assert (web.min_units, web.shortfall_target, web.reactive_utilisation) == (1, 0.01, 1.0)
-    # The same planner defaults as `elasticd backtest`, so its numbers describe this target.
-    assert (web.scale_down_stabilisation, web.scale_down_tolerance) == (0.0, 0.0)
+    # The same planner defaults as `elasticd backtest`, so its numbers describe this target;
+    # and as cautious as the HPA: a 300 s scale-down window.
+    assert (web.scale_down_stabilisation, web.scale_down_tolerance) == (300.0, 0.0)
     assert web.scale_down_limit is None
 
 
