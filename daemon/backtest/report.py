@@ -152,6 +152,7 @@ def build_report(result: Backtest, trace_name: str) -> dict[str, Any]:
             "fits": len(plan.fits),
             "last_fit": plan.fits[-1].reason if plan.fits else None,
             "reasons": dict(sorted(reasons.items())),
+            "tournament": tournament_report(plan, scored.tolist()),
         },
         "oracle": {"billed_units": result.oracle_billed},
         "baselines": {
@@ -161,12 +162,36 @@ def build_report(result: Backtest, trace_name: str) -> dict[str, Any]:
     }
 
 
+def tournament_report(plan: PlanReplay, scored: list[bool]) -> dict[str, Any]:
+    """Each policy's share of the scored steps it acted on, the switch log, the final board."""
+    acted = Counter(name for name, s in zip(plan.active, scored, strict=True) if s)
+    total = sum(acted.values())
+    return {
+        "active_share": {
+            name: (acted.get(name, 0) / total if total else 0.0)
+            for name in sorted({*acted, *(row.name for row in plan.scoreboard)})
+        },
+        "switches": [event.as_json() for event in plan.switches],
+        "scoreboard": [
+            {
+                "name": row.name,
+                "label": row.label,
+                "score": row.score if math.isfinite(row.score) else None,
+                "mean_billed": row.mean_billed if math.isfinite(row.mean_billed) else None,
+                "short_share": row.short_share,
+                "active": row.active,
+            }
+            for row in plan.scoreboard
+        ],
+    }
+
+
 def write_decisions(result: Backtest, path: Path) -> None:
     """``timestamp,desired`` per grid step from the first decision on, plus explanations."""
     plan = result.plan
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["timestamp", "desired", "forecast", "ready", "reason"])
+        writer.writerow(["timestamp", "desired", "forecast", "ready", "reason", "policy"])
         forecasts = plan.forecast.tolist()
         for i, label in enumerate(result.trace.labels):
             forecast = forecasts[i]
@@ -177,6 +202,7 @@ def write_decisions(result: Backtest, path: Path) -> None:
                     "" if not np.isfinite(forecast) else f"{forecast:.6g}",
                     int(plan.log.ready[i]),
                     plan.reasons[i],
+                    plan.active[i] if plan.active else "",
                 ]
             )
 

@@ -1,10 +1,12 @@
 """Replay the plan over a trace, walk-forward: it retrains on a cadence using only the past.
 
 Features are causal, so they are built once for the whole trace. At each retraining cutoff the
-forecaster is fit on rows whose target had fully happened before the cutoff, then predicts the
-steps up to the next cutoff. The conformal residual offset at a step uses only forecasts whose
-window had ended by then. The sequential part, calibration and the planner, is
-:func:`daemon.core.tick.tick`, the very function the daemon's reconciler calls.
+forecaster is fit on rows whose target had fully happened before the cutoff and enters the
+policy tournament (:mod:`daemon.core.tournament`) as a challenger; the champion's and the
+challenger's forecasts for the steps up to the next cutoff are one vectorised prediction each.
+The sequential part, every candidate's conformal offset, calibration and planner and the
+referee, is :meth:`daemon.core.tournament.Tournament.step`, the very call the daemon's
+reconciler makes.
 """
 
 from __future__ import annotations
@@ -21,19 +23,26 @@ from tqdm import tqdm
 
 from daemon.backtest.replay import ReplayLog, replay
 from daemon.backtest.trace import Trace
-from daemon.core.tick import TickInputs, TickState, tick
-from daemon.core.types import PlannerSettings
-from models.calibration import (
-    CalibrationSettings,
-    conformal_offset,
-    log_residuals,
-    with_conformal,
+from daemon.core.conformal import ConformalSettings, ConformalTracker
+from daemon.core.tournament import (
+    CHALLENGER,
+    MODEL,
+    SEASONAL,
+    CandidateScore,
+    Switch,
+    Tournament,
+    TournamentInputs,
+    TournamentSettings,
 )
-from models.features import FeatureSpec, build_features, future_peak
+from daemon.core.types import PlannerSettings
+from models.calibration import CalibrationSettings
+from models.features import FeatureSpec, build_features
 from models.features import lead_steps_for as lead_steps
 from models.forecaster import (
     DEFAULT_MAX_TRAIN_ROWS,
     DEFAULT_TRAIN_WINDOW_S,
+    PeakForecaster,
+    SeasonalNaive,
     forecast_demand,
     train_forecaster,
 )
@@ -63,6 +72,7 @@ class PlanConfig:
     seed: int = 0
     # A target's own planner settings (``--config``); None: built from the fields above.
     planner: PlannerSettings | None = None
+    tournament: TournamentSettings = field(default_factory=TournamentSettings)
 
     def planner_settings(self) -> PlannerSettings:
         if self.planner is not None:
@@ -102,6 +112,12 @@ class PlanReplay:
     reasons: tuple[str, ...]
     fits: tuple[Fit, ...] = field(default_factory=tuple)
     seconds: float = 0.0
+    active: tuple[str, ...] = ()
+    """The policy the plan acted on at each step."""
+    switches: tuple[Switch, ...] = ()
+    """The tournament's switches, demotions, promotions and drops, in order."""
+    scoreboard: tuple[CandidateScore, ...] = ()
+    """The candidates' scores at the end of the replay."""
 
     @property
     def training_seconds(self) -> float:
@@ -145,76 +161,179 @@ def base_forecasts(
     return forecast, sources, fits
 
 
+def conformal_settings(trace: Trace, config: PlanConfig) -> ConformalSettings:
+    settings = config.calibration_settings()
+    return ConformalSettings(
+        step_s=trace.step_s,
+        lead_steps=lead_steps(config.lead_s, trace.step_s),
+        shortfall_target=settings.shortfall_target,
+        scale=settings.scale,
+        window_s=settings.window_s,
+        refresh_s=CONFORMAL_REFRESH_S,
+    )
+
+
+def grid_index(now: float, step_s: float) -> int:
+    """The absolute grid step of a time (the conformal refresh is on whole multiples of it)."""
+    return math.floor(now / step_s + 1e-6)
+
+
 def conformal_offsets(
     trace: Trace, forecast: FloatArray, sources: list[str], config: PlanConfig, k: int
 ) -> FloatArray:
-    """The residual-quantile offset in force at each step, from forecasts resolved by then.
-
-    Only residuals of the rung in use count: a fallback's errors say nothing of the model's.
-    """
-    settings = config.calibration_settings()
-    residuals = log_residuals(future_peak(trace.values, k), forecast, config.unit_capacity)
-    rungs = np.asarray(sources)
-    window = max(1, round(settings.window_s / trace.step_s))
-    refresh = max(1, round(CONFORMAL_REFRESH_S / trace.step_s))
+    """The residual-quantile offset in force at each step for one forecast stream, from
+    forecasts resolved by then: :class:`daemon.core.conformal.ConformalTracker` streamed over
+    the trace, exactly as the daemon and the tournament compute it."""
+    settings = conformal_settings(trace, config)
+    if settings.lead_steps != k:
+        settings = replace(settings, lead_steps=k)
+    tracker = ConformalTracker(settings)
     offsets = np.zeros(len(trace))
-    # Refresh on whole multiples of the refresh period of the absolute grid, as the daemon does.
-    phase = -round(trace.start / trace.step_s) % refresh
-    for i in range(phase, len(trace), refresh):
-        # Forecast j's window ends at step j + k: resolved once j + k <= i.
-        last = i - k
-        if last >= 0:
-            lo = max(0, last - window)
-            same = rungs[lo : last + 1] == rungs[i]
-            offset = conformal_offset(residuals[lo : last + 1][same], settings)
-            offsets[i : i + refresh] = offset
+    values = trace.values.tolist()
+    predicted = forecast.tolist()
+    for i, now in enumerate(trace.times.tolist()):
+        offsets[i] = tracker.update(
+            grid_index(now, trace.step_s), values[i], predicted[i], sources[i]
+        )
     return offsets
 
 
+def _label(fit_at: float, name: str) -> str:
+    return f"{name}@{time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(fit_at))}"
+
+
+class _Models:
+    """The walk-forward's trained models: the champion's and the challenger's forecasts for the
+    current retraining block, computed per block (features are causal, so a block is one
+    vectorised prediction)."""
+
+    def __init__(self, trace: Trace, config: PlanConfig, spec: FeatureSpec) -> None:
+        self.trace, self.config, self.spec = trace, config, spec
+        self.features = build_features(trace.times, trace.values, spec)
+        rows = np.arange(len(trace))
+        self.seasonal = forecast_demand(SeasonalNaive(), self.features, spec, rows).tolist()
+        self.champion: PeakForecaster | None = None
+        self.challenger: PeakForecaster | None = None
+        self.block_start = 0
+        self.champion_block: list[float] = []
+        self.challenger_block: list[float] = []
+        self.fits: list[Fit] = []
+
+    def _predict(self, model: PeakForecaster | None, start: int, end: int) -> list[float]:
+        if model is None:
+            return [math.nan] * (end - start)
+        predicted: list[float] = forecast_demand(
+            model, self.features, self.spec, np.arange(start, end)
+        ).tolist()
+        return predicted
+
+    def retrain(self, tournament: Tournament, start: int, end: int) -> None:
+        """Fit at the cutoff ``start`` and enter the model in the tournament."""
+        trace, config = self.trace, self.config
+        began = time.perf_counter()
+        at = float(trace.times[start])
+        outcome = train_forecaster(
+            trace.times,
+            trace.values,
+            self.features,
+            self.spec,
+            start,
+            shortfall_target=config.shortfall_target,
+            fitted_at=at,
+            window_s=config.train_window_s,
+            max_rows=config.max_train_rows,
+            quantile=config.base_quantile,
+            random_state=config.seed,
+        )
+        label = _label(at, outcome.forecaster.name)
+        if self.champion is None or not tournament.needs_canary():
+            # No trained champion to protect yet: the new fit replaces it at once.
+            tournament.install_model(label)
+            self.champion, self.challenger = outcome.forecaster, None
+        else:
+            tournament.new_model(at, label)
+            self.challenger = outcome.forecaster
+        self.block_start = start
+        self.champion_block = self._predict(self.champion, start, end)
+        self.challenger_block = self._predict(self.challenger, start, end)
+        self.fits.append(Fit(at, outcome.reason, time.perf_counter() - began))
+
+    def forecasts(self, i: int) -> dict[str, tuple[float | None, str]]:
+        def usable(value: float) -> float | None:
+            return value if math.isfinite(value) else None
+
+        offset = i - self.block_start
+        assert self.champion is not None
+        found: dict[str, tuple[float | None, str]] = {
+            MODEL: (usable(self.champion_block[offset]), self.champion.name),
+            SEASONAL: (usable(self.seasonal[i]), SEASONAL),
+        }
+        if self.challenger is not None:
+            found[CHALLENGER] = (usable(self.challenger_block[offset]), self.challenger.name)
+        return found
+
+    def promote(self) -> None:
+        self.champion, self.champion_block = self.challenger, self.challenger_block
+        self.drop()
+
+    def drop(self) -> None:
+        self.challenger, self.challenger_block = None, []
+
+
 def replay_plan(trace: Trace, config: PlanConfig, *, progress: bool | None = None) -> PlanReplay:
-    """Replay the plan through the scoring rules, exactly as the daemon would have decided."""
+    """Replay the plan through the scoring rules, exactly as the daemon would have decided: the
+    tournament's :meth:`~daemon.core.tournament.Tournament.step` once per grid step, a fit at
+    each retraining cutoff entering the tournament as a challenger."""
     began = time.perf_counter()
     k = lead_steps(config.lead_s, trace.step_s)
     spec = FeatureSpec(step_s=trace.step_s, lead_steps=k, scale=config.unit_capacity)
-    base, sources, fits = base_forecasts(trace, config, spec)
-    offsets = conformal_offsets(trace, base, sources, config, k)
-    planner_settings = config.planner_settings()
-    calibration_settings = config.calibration_settings()
+    models = _Models(trace, config, spec)
+    tournament = Tournament(
+        config.tournament,
+        config.planner_settings(),
+        config.calibration_settings(),
+        conformal_settings(trace, config),
+    )
+    cutoffs = [*retrain_cutoffs(trace, config.retrain_every_s), len(trace)]
+    block_end = dict(itertools.pairwise(cutoffs))
     values = trace.values.tolist()
-    base_list = base.tolist()
-    offset_list = offsets.tolist()
+    base = np.full(len(trace), np.nan)
     forecasts = np.full(len(trace), np.nan)
     reasons: list[str] = [""] * len(trace)
-    state = TickState()
+    active: list[str] = [""] * len(trace)
+    events: list[Switch] = []
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(trace), desc="replay", unit="step", disable=not show, mininterval=0.5)
 
     def policy(i: int, now: float, ready: int, total: int) -> int:
-        nonlocal state
+        if i in block_end:
+            models.retrain(tournament, i, block_end[i])
         demand = values[i]
-        predicted = base_list[i]
-        state = TickState(
-            state.planner, with_conformal(state.calibration, offset_list[i]), state.forecast_source
-        )
-        result, state = tick(
-            planner_settings,
-            calibration_settings,
-            state,
-            TickInputs(
+        offered = models.forecasts(i)
+        result = tournament.step(
+            TournamentInputs(
                 now=now,
                 current_units=total,
                 ready_units=ready,
                 demand=demand if math.isfinite(demand) else None,
-                base_forecast=predicted if math.isfinite(predicted) else None,
-                forecast_source=sources[i],
-            ),
+                forecasts=offered,
+            )
         )
-        if result.forecast is not None:
-            forecasts[i] = result.forecast
-        reasons[i] = result.decision.reason
+        if result.promoted:
+            models.promote()
+        elif result.dropped:
+            models.drop()
+        events.extend(result.events)
+        acted = offered.get(result.active, (demand if math.isfinite(demand) else None, ""))[0]
+        if acted is not None:
+            base[i] = acted
+        if result.tick.forecast is not None:
+            forecasts[i] = result.tick.forecast
+        reasons[i] = result.tick.decision.reason
+        active[i] = result.active
         if i % 2048 == 0:
             bar.update(min(2048, len(trace) - bar.n))
-        return result.decision.desired
+        return result.tick.decision.desired
 
     log = replay(trace.times, config.lead_s, policy)
     bar.update(len(trace) - bar.n)
@@ -224,6 +343,9 @@ def replay_plan(trace: Trace, config: PlanConfig, *, progress: bool | None = Non
         base_forecast=base,
         forecast=forecasts,
         reasons=tuple(reasons),
-        fits=tuple(fits),
+        fits=tuple(models.fits),
         seconds=time.perf_counter() - began,
+        active=tuple(active),
+        switches=tuple(events),
+        scoreboard=tournament.scoreboard(),
     )

@@ -1,0 +1,284 @@
+"""One candidate policy of the tournament, replayed in shadow, and how it is scored.
+
+A candidate is a forecast stream (the trained model, a challenger model, the reactive rule's
+"demand now", a seasonal-naive forecast) put through exactly what the plan does: its own
+conformal offset (:mod:`daemon.core.conformal`), its own calibration and planner state
+(:func:`daemon.core.tick.tick`, so bounds, schedules, stabilisation, rate limits and the
+reactive floor hold for every candidate), and its own shadow capacity: the tick's ledger
+(:mod:`daemon.core.landed`), which follows ``shared/SCORING.md`` (increases ready after the
+lead, decreases at once, pending newest first, the first decision ready at once); a step is
+short when demand exceeds the shadow's ready units, and billed = ready + pending after the
+decision.
+
+The scoreboard keeps exponentially decayed sums (a trailing window of about ``window_s``, which
+is naturally shorter while less history exists) and plain totals since the candidate started
+(for the canary's paired comparison), so its state is a handful of numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from daemon.core.conformal import ConformalSettings, ConformalTracker
+from daemon.core.reactive import hpa_recommendation
+from daemon.core.stabilisation import stabilise_scale_down
+from daemon.core.tick import TickState
+from daemon.core.types import PlannerSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Board:
+    """A candidate's record: decayed over the window, and plain totals since it started."""
+
+    billed: float = 0.0
+    short: float = 0.0
+    steps: float = 0.0
+    updated: float | None = None  # time of the last scored step
+    total_billed: float = 0.0
+    total_short: float = 0.0
+    total_steps: int = 0
+
+    def add(self, now: float, billed: int, short: bool, window_s: float) -> Board:
+        """One scored step (a step with a demand observation)."""
+        keep = 1.0 if self.updated is None else math.exp(-max(0.0, now - self.updated) / window_s)
+        return Board(
+            billed=self.billed * keep + billed,
+            short=self.short * keep + short,
+            steps=self.steps * keep + 1.0,
+            updated=now,
+            total_billed=self.total_billed + billed,
+            total_short=self.total_short + short,
+            total_steps=self.total_steps + 1,
+        )
+
+    @property
+    def short_share(self) -> float:
+        return self.short / self.steps if self.steps else 0.0
+
+    @property
+    def mean_billed(self) -> float:
+        return self.billed / self.steps if self.steps else math.nan
+
+
+def smoothed_share(short: float, steps: float, target: float) -> float:
+    """The short share with a prior of one short step in ``1 / target`` steps (the target
+    itself): a window without a short step is not evidence of a zero short share."""
+    prior = 1.0 / target
+    return (short + 1.0) / (steps + prior)
+
+
+def adjusted_cost(
+    billed: float, short: float, steps: float, target: float, elasticity: float
+) -> float:
+    """Mean billed units per step, moved to what they would be at the shortfall target.
+
+    Cutting a plan's short share from ``s`` to the target costs about ``(s / target) **
+    elasticity`` times more (a headroom trade-off with a tail of scale ``elasticity`` in log
+    space), so this is the candidate's cost at matched shortfall; lower is better. Equivalent
+    near the target to billed units + a price per short step of ``elasticity * cost / target``,
+    the price at which meeting the target is the optimum. Infinite without a scored step.
+    """
+    if steps <= 0:
+        return math.inf
+    cost = billed / steps
+    return float(cost * (smoothed_share(short, steps, target) / target) ** elasticity)
+
+
+DEFAULT_UTILISATIONS: tuple[float, ...] = tuple(round(0.3 + 0.05 * i, 2) for i in range(15))
+"""Target utilisations the reactive rule is tuned over: 0.30 .. 1.00."""
+
+
+HPA_STABILISATION_S = 300.0
+"""The HPA's default scale-down stabilisation window: part of the reactive rule itself."""
+
+
+def hpa_stabilisation_s(planner: PlannerSettings) -> float:
+    """The reactive rule holds scale-downs for the HPA's window, or the planner's if longer."""
+    return max(HPA_STABILISATION_S, planner.scale_down_stabilisation_s)
+
+
+class ReactiveTuner:
+    """The HPA rule's target utilisation, tuned online so its short share meets the target.
+
+    One light shadow per utilisation ``u`` (an "arm"): the HPA arithmetic with the planner's
+    tolerance and scale-down stabilisation, and its own capacity under the replay rules. The
+    tuned ``u`` is the highest whose arm's short share over the trailing window (decayed like
+    the scoreboard, with the scoreboard's prior) is within the target: the cheapest setting
+    that would have met it. A quantile tracker on ``u`` would do this with one number, but a
+    short step is a rare event and such a tracker wanders; the arms see every setting's outcome
+    on every step. Mutable; :meth:`to_json` / :meth:`from_json` persist it.
+    """
+
+    __slots__ = (
+        "_billed",
+        "_pending",
+        "_ready",
+        "_recs",
+        "_short",
+        "_started",
+        "_steps",
+        "_updated",
+        "utilisations",
+    )
+
+    def __init__(self, utilisations: tuple[float, ...] = DEFAULT_UTILISATIONS) -> None:
+        self.utilisations = utilisations
+        n = len(utilisations)
+        self._ready = [0] * n
+        self._pending: list[list[tuple[float, int]]] = [[] for _ in range(n)]
+        self._recs: list[tuple[tuple[float, int], ...]] = [() for _ in range(n)]
+        self._short = [0.0] * n
+        self._steps = [0.0] * n
+        self._billed = [0.0] * n
+        self._started = False
+        self._updated: float | None = None
+
+    def choose(self, target: float, default: float) -> float:
+        """The highest utilisation whose arm met the target over the window."""
+        if not any(self._steps):
+            return default
+        best = None
+        for u, short, steps in zip(self.utilisations, self._short, self._steps, strict=True):
+            if smoothed_share(short, steps, target) <= target:
+                best = u
+        return self.utilisations[0] if best is None else best
+
+    def step(
+        self,
+        now: float,
+        demand: float | None,
+        planner: PlannerSettings,
+        window_s: float,
+    ) -> None:
+        """Replay one step on every arm (``demand`` None: no observation, arms hold)."""
+        unit = planner.unit_capacity
+        keep = 1.0
+        if demand is not None:
+            if self._updated is not None:
+                keep = math.exp(-max(0.0, now - self._updated) / window_s)
+            self._updated = now
+        for a, u in enumerate(self.utilisations):
+            pending = self._pending[a]
+            while pending and pending[0][0] <= now:
+                self._ready[a] += pending.pop(0)[1]
+            ready = self._ready[a]
+            total = ready + sum(units for _, units in pending)
+            if demand is None:
+                continue
+            short = demand > ready * unit
+            raw = hpa_recommendation(demand, total, unit, u, planner.reactive_tolerance)
+            desired, self._recs[a] = stabilise_scale_down(
+                self._recs[a], now, hpa_stabilisation_s(planner), raw
+            )
+            if not self._started:
+                self._ready[a] = desired
+            elif desired > total:
+                pending.append((now + planner.lead_s, desired - total))
+            elif desired < total:
+                surplus = total - desired
+                while surplus and pending:
+                    at, units = pending[-1]
+                    take = min(surplus, units)
+                    surplus -= take
+                    if take == units:
+                        pending.pop()
+                    else:
+                        pending[-1] = (at, units - take)
+                self._ready[a] -= surplus
+            self._short[a] = self._short[a] * keep + short
+            self._steps[a] = self._steps[a] * keep + 1.0
+            self._billed[a] = self._billed[a] * keep + desired
+        if demand is not None:
+            self._started = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "utilisations": list(self.utilisations),
+            "ready": list(self._ready),
+            "pending": [[list(p) for p in arm] for arm in self._pending],
+            "recs": [[list(r) for r in arm] for arm in self._recs],
+            "short": list(self._short),
+            "steps": list(self._steps),
+            "billed": list(self._billed),
+            "started": self._started,
+            "updated": self._updated,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReactiveTuner:
+        tuner = cls(tuple(float(u) for u in data["utilisations"]))
+        tuner._ready = [int(r) for r in data["ready"]]
+        tuner._pending = [[(float(t), int(n)) for t, n in arm] for arm in data["pending"]]
+        tuner._recs = [tuple((float(t), int(n)) for t, n in arm) for arm in data["recs"]]
+        tuner._short = [float(x) for x in data["short"]]
+        tuner._steps = [float(x) for x in data["steps"]]
+        tuner._billed = [float(x) for x in data["billed"]]
+        tuner._started = bool(data["started"])
+        tuner._updated = None if data["updated"] is None else float(data["updated"])
+        return tuner
+
+
+TickCodec = tuple[Callable[[TickState], dict[str, Any]], Callable[[dict[str, Any]], TickState]]
+"""(encode, decode) of a ``TickState`` as JSON values; the daemon's state store owns them."""
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One policy's shadow replay (mutable: the tournament owns one per policy).
+
+    Its shadow capacity is its tick state's own ledger (:mod:`daemon.core.landed`), which
+    follows the replay rules: every decision of a shadow lands.
+    """
+
+    name: str
+    tracker: ConformalTracker | None = None  # None: a policy without a conformal offset
+    tuner: ReactiveTuner | None = None  # the reactive policy's utilisation arms
+    tick_state: TickState = field(default_factory=TickState)
+    recommendations: tuple[tuple[float, int], ...] = ()
+    """The reactive rule's own stabilisation window (its shadow's)."""
+    board: Board = field(default_factory=Board)
+    started: float | None = None
+    label: str = ""  # which model (for model candidates), for explanations
+
+    def to_json(self, codec: TickCodec) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "started": self.started,
+            "tracker": None if self.tracker is None else self.tracker.to_json(),
+            "tuner": None if self.tuner is None else self.tuner.to_json(),
+            "tick_state": codec[0](self.tick_state),
+            "board": asdict(self.board),
+            "recommendations": [list(r) for r in self.recommendations],
+        }
+
+    @classmethod
+    def from_json(
+        cls, settings: ConformalSettings, codec: TickCodec, data: dict[str, Any]
+    ) -> Candidate:
+        board = data["board"]
+        return cls(
+            name=str(data["name"]),
+            label=str(data["label"]),
+            started=None if data["started"] is None else float(data["started"]),
+            tracker=(
+                None
+                if data["tracker"] is None
+                else ConformalTracker.from_json(settings, data["tracker"])
+            ),
+            tuner=None if data["tuner"] is None else ReactiveTuner.from_json(data["tuner"]),
+            tick_state=codec[1](data["tick_state"]),
+            recommendations=tuple((float(t), int(n)) for t, n in data["recommendations"]),
+            board=Board(
+                billed=float(board["billed"]),
+                short=float(board["short"]),
+                steps=float(board["steps"]),
+                updated=None if board["updated"] is None else float(board["updated"]),
+                total_billed=float(board["total_billed"]),
+                total_short=float(board["total_short"]),
+                total_steps=int(board["total_steps"]),
+            ),
+        )

@@ -1,0 +1,202 @@
+"""The conformal offset of one forecast stream, computed step by step (one implementation).
+
+A forecast made at grid step ``j`` is of the peak over steps ``j+1 .. j+k``; it resolves at step
+``j + k``, when its log1p residual (observed peak against forecast, positive = it fell short)
+joins a trailing window. On whole multiples of the refresh period of the absolute grid the
+offset becomes the ``1 - target`` quantile of the window's residuals made by the rung in use
+(a fallback's errors say nothing of the model's), and holds until the next refresh.
+
+The daemon's reconciler and the backtest's walk-forward both feed every grid step through
+:meth:`ConformalTracker.update`, so they compute the same number. The tracker is a small mutable
+object (a ring of residuals; copying a week of them per step would be the replay's whole cost);
+:meth:`ConformalTracker.to_json` and :meth:`ConformalTracker.from_json` persist it.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.calibration import MIN_RESIDUALS
+
+FloatArray = NDArray[np.float64]
+
+DEFAULT_REFRESH_S = 3600.0
+DEFAULT_WINDOW_S = 7 * 86_400.0
+# Residuals are kept in float32: a week of 1-minute steps is 40 KB per tracker instead of 80,
+# and 7 significant digits of a log residual are far below any unit's rounding.
+_STORED = np.float32
+
+
+@dataclass(frozen=True, slots=True)
+class ConformalSettings:
+    """``lead_steps`` = k; windows in grid steps of ``step_s``."""
+
+    step_s: float
+    lead_steps: int
+    shortfall_target: float
+    scale: float
+    window_s: float = DEFAULT_WINDOW_S
+    refresh_s: float = DEFAULT_REFRESH_S
+    min_residuals: int = MIN_RESIDUALS
+
+    def __post_init__(self) -> None:
+        if not (self.step_s > 0 and math.isfinite(self.step_s)):
+            raise ValueError(f"step_s must be > 0, got {self.step_s}")
+        if self.lead_steps < 1:
+            raise ValueError(f"lead_steps must be >= 1, got {self.lead_steps}")
+        if not 0.0 < self.shortfall_target < 0.5:
+            raise ValueError(f"shortfall_target must be in (0, 0.5), got {self.shortfall_target}")
+        if not (self.scale > 0 and math.isfinite(self.scale)):
+            raise ValueError(f"scale must be > 0, got {self.scale}")
+
+    @property
+    def window_steps(self) -> int:
+        return max(1, round(self.window_s / self.step_s))
+
+    @property
+    def refresh_steps(self) -> int:
+        return max(1, round(self.refresh_s / self.step_s))
+
+
+def _log1p_units(value: float, scale: float) -> float:
+    return math.log1p(max(value, 0.0) / scale)
+
+
+class ConformalTracker:
+    """Residuals of one forecast stream and the offset in force (mutable: one per stream)."""
+
+    __slots__ = (
+        "_codes",
+        "_last",
+        "_offset",
+        "_pending",
+        "_residuals",
+        "_rungs",
+        "settings",
+    )
+
+    def __init__(self, settings: ConformalSettings) -> None:
+        self.settings = settings
+        size = settings.window_steps + 1  # the window holds residuals of j in [i-k-W, i-k]
+        # Ring indexed by the forecast's grid step modulo the size; NaN = none resolved there.
+        self._residuals = np.full(size, np.nan, dtype=_STORED)
+        self._rungs = np.zeros(size, dtype=np.int8)
+        self._codes: dict[str, int] = {}
+        # Forecasts not yet resolved: [grid step, log1p forecast, rung code, peak so far].
+        self._pending: list[list[float]] = []
+        self._last: int | None = None  # newest grid step seen
+        self._offset = 0.0
+
+    @property
+    def offset(self) -> float:
+        """The offset in force at the newest step."""
+        return self._offset
+
+    def _code(self, rung: str) -> int:
+        code = self._codes.get(rung)
+        if code is None:
+            code = len(self._codes) + 1  # 0 = no residual
+            self._codes[rung] = code
+        return code
+
+    def update(self, index: int, value: float | None, forecast: float | None, rung: str) -> float:
+        """Account for grid step ``index``: its observed ``value`` (None/NaN: missing), the base
+        ``forecast`` made there (None/NaN: none) by ``rung``; returns the offset in force there.
+
+        Steps must come in increasing order; a skipped step counts as missing. Calling again
+        for the newest step is allowed and changes nothing (the daemon may tick twice a step).
+        """
+        last = self._last
+        if last is not None and index <= last:
+            return self._offset
+        start = index if last is None else last + 1
+        for step in range(start, index + 1):
+            # A skipped step has no observation and no forecast.
+            is_now = step == index
+            self._advance(step, value if is_now else None, forecast if is_now else None, rung)
+        self._last = index
+        return self._offset
+
+    def _advance(self, step: int, value: float | None, forecast: float | None, rung: str) -> None:
+        settings = self.settings
+        k = settings.lead_steps
+        observed = value is not None and math.isfinite(value)
+        pending = self._pending
+        if observed:
+            assert value is not None
+            for entry in pending:
+                if not entry[3] >= value:  # NaN peak (nothing seen yet) or lower
+                    entry[3] = value
+        size = self._residuals.size
+        slot = (step - k) % size
+        # Forecast step - k resolves now; the ring slot it takes held step - k - size.
+        self._residuals[slot] = np.nan
+        self._rungs[slot] = 0
+        if pending and int(pending[0][0]) == step - k:
+            _made, log_forecast, code, peak = pending.pop(0)
+            if math.isfinite(peak):
+                self._residuals[slot] = _log1p_units(peak, settings.scale) - log_forecast
+                self._rungs[slot] = int(code)
+        if step % settings.refresh_steps == 0:
+            self._offset = self._quantile(self._code(rung))
+        if forecast is not None and math.isfinite(forecast):
+            pending.append(
+                [float(step), _log1p_units(forecast, settings.scale), self._code(rung), math.nan]
+            )
+
+    def _quantile(self, code: int) -> float:
+        residuals = self._residuals[self._rungs == code]
+        finite = residuals[np.isfinite(residuals)]
+        if finite.size < self.settings.min_residuals:
+            return 0.0
+        return float(np.quantile(finite.astype(np.float64), 1.0 - self.settings.shortfall_target))
+
+    def copy(self) -> ConformalTracker:
+        """An independent tracker with the same residuals (a challenger starts from the
+        champion's record: the same rung's recent errors are the best prior it has)."""
+        twin = ConformalTracker(self.settings)
+        twin._residuals = self._residuals.copy()
+        twin._rungs = self._rungs.copy()
+        twin._codes = dict(self._codes)
+        twin._pending = [list(entry) for entry in self._pending]
+        twin._last = self._last
+        twin._offset = self._offset
+        return twin
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot (the ring as base64 of its bytes)."""
+        return {
+            "last": self._last,
+            "offset": self._offset,
+            "codes": dict(self._codes),
+            # JSON has no NaN: a forecast with no observation yet carries its peak as null.
+            "pending": [[x if math.isfinite(x) else None for x in e] for e in self._pending],
+            "residuals": base64.b64encode(self._residuals.tobytes()).decode("ascii"),
+            "rungs": base64.b64encode(self._rungs.tobytes()).decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, settings: ConformalSettings, data: dict[str, Any]) -> ConformalTracker:
+        """Restore a snapshot; one taken under a different window starts empty instead."""
+        tracker = cls(settings)
+        residuals = np.frombuffer(base64.b64decode(data["residuals"]), dtype=_STORED)
+        rungs = np.frombuffer(base64.b64decode(data["rungs"]), dtype=np.int8)
+        if residuals.size != tracker._residuals.size or rungs.size != residuals.size:
+            return tracker
+        tracker._residuals = residuals.copy()
+        tracker._rungs = rungs.copy()
+        tracker._codes = {str(name): int(code) for name, code in data["codes"].items()}
+        tracker._pending = [
+            [float(x) if x is not None else math.nan for x in entry] for entry in data["pending"]
+        ]
+        tracker._last = None if data["last"] is None else int(data["last"])
+        tracker._offset = float(data["offset"])
+        return tracker

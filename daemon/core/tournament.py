@@ -1,0 +1,637 @@
+"""Every target runs its candidate policies in shadow and acts on the winner (the model canary).
+
+Candidates (:mod:`daemon.core.candidates`), each a forecast stream put through the very same
+:func:`daemon.core.tick.tick` as the plan, with its own conformal offset, calibration, planner
+state and shadow capacity:
+
+- ``model``: the champion, the trained model's forecast (or the ladder's fallback rung);
+- ``challenger``: a newly trained model, until it is promoted to ``model`` or dropped;
+- ``reactive``: the HPA rule (Kubernetes arithmetic with its tolerance) at a target
+  utilisation tuned online so that its short share meets the target
+  (:class:`daemon.core.candidates.ReactiveTuner`), handed to the planner as the demand to size
+  for;
+- ``seasonal_naive``: the daily/weekly profile's rise applied to today's level.
+
+Each is scored on its shadow replay under ``shared/SCORING.md``; the score is the cost at
+matched shortfall (:func:`daemon.core.candidates.adjusted_cost`; ``docs/tournament.md``).
+
+The plan acts through one more tick, on the target's real capacity and with its own planner
+state, fed the active candidate's forecast and conformal offset: stabilisation and rate limits
+hold across a switch, because they were always applied to what the target really has. A switch
+needs a margin held for a minimum time; an active policy far above the shortfall target is
+demoted at once; a new model is a challenger first and is promoted only when, over the same
+hours, it did not lose to the champion (the canary).
+
+The :class:`Tournament` is a small mutable object (the conformal rings are too large to copy
+each step); :meth:`Tournament.to_json` / :meth:`Tournament.from_json` persist it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from daemon.core.candidates import (
+    Board,
+    Candidate,
+    ReactiveTuner,
+    TickCodec,
+    adjusted_cost,
+    hpa_stabilisation_s,
+    smoothed_share,
+)
+from daemon.core.conformal import ConformalSettings, ConformalTracker
+from daemon.core.landed import advance
+from daemon.core.reactive import hpa_recommendation
+from daemon.core.stabilisation import stabilise_scale_down
+from daemon.core.tick import TickInputs, TickResult, TickState, demand_is_valid, tick
+from daemon.core.types import PlannerSettings
+from models.calibration import CalibrationSettings, with_conformal
+
+MODEL = "model"
+CHALLENGER = "challenger"
+REACTIVE = "reactive"
+SEASONAL = "seasonal_naive"
+POLICIES = (MODEL, REACTIVE, SEASONAL)
+"""The policies that can act; a challenger acts only once promoted to ``model``."""
+_TRAINED_RUNG = "model"
+DEFAULT_UTILISATION = 0.7
+"""The reactive rule's utilisation before its arms have seen a step."""
+_DAY = 86_400.0
+_HOUR = 3_600.0
+
+
+@dataclass(frozen=True, slots=True)
+class TournamentSettings:
+    """How a target's tournament runs (the daemon maps its YAML onto this)."""
+
+    candidates: tuple[str, ...] = POLICIES
+    """Policies that run in shadow and may act (``model`` always runs: it is the default)."""
+    window_s: float = 7 * _DAY
+    """Time constant of the scoreboard's exponential decay: the trailing window it scores."""
+    switch_margin: float = 0.03
+    """Another policy must score this much lower (relative) than the active one to win."""
+    switch_hold_s: float = 12 * _HOUR
+    """... and keep winning by the margin for this long before the plan switches to it."""
+    min_evidence_s: float = _DAY
+    """A policy competes only after this long in shadow."""
+    demote_factor: float = 2.0
+    """The active policy is demoted at once when its short share exceeds this times the target
+    (with at least ``demote_min_expected`` short steps expected at the target in the window)."""
+    demote_min_expected: float = 3.0
+    shortfall_elasticity: float = 0.2
+    """How much cheaper a plan gets per doubling of its short share, in log terms (see
+    ``adjusted_cost``): the exchange rate between cost and shortfall in the score."""
+    canary_min_s: float = 3 * _HOUR
+    """A challenger runs at least this long before it can be promoted."""
+    canary_max_s: float = 2 * _DAY
+    """A challenger that has not won by then is dropped."""
+    canary_margin: float = 0.02
+    """A challenger wins when its score over its hours is at most this much above the
+    champion's over the same hours: a tie goes to the model trained on newer data."""
+    pin: str | None = None
+    """Act on this policy whatever the scores (the others still run and are scored)."""
+    default: str = MODEL
+    """The policy acting at the start, before any evidence."""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.candidates) - set(POLICIES)
+        if unknown:
+            raise ValueError(f"unknown candidate policies: {sorted(unknown)}")
+        if MODEL not in self.candidates:
+            raise ValueError("the candidates must include 'model'")
+        for name in (self.pin, self.default):
+            if name is not None and name not in self.candidates:
+                raise ValueError(f"policy {name!r} is not among the candidates")
+        for label, value in (
+            ("window_s", self.window_s),
+            ("switch_hold_s", self.switch_hold_s),
+            ("min_evidence_s", self.min_evidence_s),
+            ("canary_min_s", self.canary_min_s),
+            ("canary_max_s", self.canary_max_s),
+        ):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
+        if self.window_s <= 0:
+            raise ValueError("window_s must be > 0")
+        if self.switch_margin < 0 or self.canary_margin < 0:
+            raise ValueError("margins must be >= 0")
+        if self.demote_factor <= 1:
+            raise ValueError(f"demote_factor must be > 1, got {self.demote_factor!r}")
+        if self.shortfall_elasticity < 0:
+            raise ValueError("shortfall_elasticity must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class TournamentInputs:
+    """One step: what the plan's tick gets, with a base forecast per forecasting candidate."""
+
+    now: float
+    current_units: int
+    ready_units: int
+    demand: float | None
+    forecasts: Mapping[str, tuple[float | None, str]] = field(default_factory=dict)
+    """``{candidate: (base forecast, rung)}`` for ``model``, ``challenger`` (while there is one)
+    and ``seasonal_naive``; ``reactive`` needs none. A missing entry is no forecast."""
+    demand_age_s: float = 0.0
+    min_units: int | None = None
+    max_units: int | None = None
+    sample_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """A change of the acting policy or of the champion model, with its explanation."""
+
+    at: float
+    kind: str  # "switch", "demote", "promote", "drop"
+    from_policy: str
+    to_policy: str
+    explanation: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "kind": self.kind,
+            "from": self.from_policy,
+            "to": self.to_policy,
+            "explanation": self.explanation,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateScore:
+    """One row of the scoreboard (what ``/metrics`` and ``elasticd explain`` show)."""
+
+    name: str
+    label: str
+    score: float
+    """Cost at matched shortfall: mean billed units per step at the target's short share."""
+    mean_billed: float
+    short_share: float
+    steps: float
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TournamentResult:
+    tick: TickResult
+    """The acting decision; its reasons end with ``policy=<active>``."""
+    active: str
+    events: tuple[Switch, ...] = ()
+    """Switches, demotions, promotions and drops made at this step (usually none)."""
+
+    @property
+    def promoted(self) -> bool:
+        """The challenger became the champion: the caller now forecasts ``model`` with it."""
+        return any(event.kind == "promote" for event in self.events)
+
+    @property
+    def dropped(self) -> bool:
+        """The challenger lost its canary: the caller discards that model."""
+        return any(event.kind == "drop" for event in self.events)
+
+
+class Tournament:
+    """One target's candidates, scoreboard and acting policy (mutable; one per target)."""
+
+    def __init__(
+        self,
+        settings: TournamentSettings,
+        planner: PlannerSettings,
+        calibration: CalibrationSettings,
+        conformal: ConformalSettings,
+    ) -> None:
+        self.settings = settings
+        self.planner = planner
+        self.calibration = calibration
+        self.conformal = conformal
+        self.candidates: dict[str, Candidate] = {
+            name: self._fresh(name) for name in settings.candidates
+        }
+        # The reactive rule's headroom is its tuned utilisation, not a calibrated offset.
+        self._fixed = replace(calibration, gain=0.0)
+        self.active = settings.pin or settings.default
+        self.acting = TickState()  # the plan's own state on the target's real capacity
+        # The reactive rule's stabilisation window on the real capacity, while it acts.
+        self.acting_recommendations: tuple[tuple[float, int], ...] = ()
+        self.leader: str | None = None  # the policy currently winning by the margin
+        self.leading_since: float | None = None
+        self.canary_base: Board | None = None  # the champion's totals when the canary began
+
+    def _fresh(self, name: str) -> Candidate:
+        if name == REACTIVE:
+            return Candidate(name=name, tuner=ReactiveTuner())
+        return Candidate(name=name, tracker=ConformalTracker(self.conformal))
+
+    def _calibration_for(self, name: str) -> CalibrationSettings:
+        return self._fixed if name == REACTIVE else self.calibration
+
+    # -- the per-step API ---------------------------------------------------------------
+
+    def new_model(self, now: float, label: str) -> None:
+        """A newly trained model: it becomes the challenger (replacing one still on trial).
+
+        Until it is promoted the caller forecasts ``challenger`` with it and ``model`` with the
+        champion. While the champion is only a fallback rung of the ladder (no trained model
+        yet) there is nothing to protect, and the caller should install it as ``model``
+        directly: :meth:`needs_canary` says which.
+        """
+        champion = self.candidates[MODEL]
+        assert champion.tracker is not None
+        self.candidates[CHALLENGER] = Candidate(
+            name=CHALLENGER,
+            tracker=champion.tracker.copy(),
+            # Same capacity, planner window and calibration as the champion: a paired start.
+            tick_state=champion.tick_state,
+            started=now,
+            label=label,
+        )
+        self.canary_base = champion.board
+
+    def needs_canary(self) -> bool:
+        """Whether a new model must prove itself first: only when the champion is a trained
+        model (a fallback rung is replaced at once)."""
+        return self.candidates[MODEL].tick_state.forecast_source == _TRAINED_RUNG
+
+    def install_model(self, label: str) -> None:
+        """Replace the champion's model without a canary (first model, fallback rung)."""
+        self.candidates[MODEL].label = label
+
+    def step(self, inputs: TournamentInputs) -> TournamentResult:
+        """Shadow-replay every candidate for this step, update the scores, act on the winner."""
+        index = math.floor(
+            (inputs.now if inputs.sample_time is None else inputs.sample_time)
+            / self.conformal.step_s
+            + 1e-6
+        )
+        demand_ok = demand_is_valid(
+            inputs.demand, inputs.demand_age_s, self.planner.max_demand_age_s
+        )
+        for candidate in self.candidates.values():
+            self._shadow(candidate, inputs, index, demand_ok)
+        events = self._referee(inputs.now)
+        result = self._act(inputs, events)
+        return TournamentResult(tick=result, active=self.active, events=tuple(events))
+
+    def scoreboard(self) -> tuple[CandidateScore, ...]:
+        """Every candidate's score over the window, the active one marked."""
+        rows = []
+        for name, candidate in self.candidates.items():
+            board = candidate.board
+            rows.append(
+                CandidateScore(
+                    name=name,
+                    label=candidate.label,
+                    score=self._score(board),
+                    mean_billed=board.mean_billed,
+                    short_share=board.short_share,
+                    steps=board.steps,
+                    active=name == self.active,
+                )
+            )
+        return tuple(rows)
+
+    # -- shadow replay ------------------------------------------------------------------
+
+    def _forecast(
+        self,
+        candidate: Candidate,
+        inputs: TournamentInputs,
+        demand_ok: bool,
+        current: int,
+        acting: bool = False,
+    ) -> tuple[float | None, str]:
+        if candidate.tuner is not None:
+            if not demand_ok or inputs.demand is None:
+                return None, candidate.name
+            # The HPA rule at the tuned utilisation, as the demand the plan should be sized
+            # for: the planner turns it back into exactly those units.
+            u = candidate.tuner.choose(self.calibration.shortfall_target, DEFAULT_UTILISATION)
+            raw = hpa_recommendation(
+                inputs.demand,
+                current,
+                self.planner.unit_capacity,
+                u,
+                self.planner.reactive_tolerance,
+            )
+            window = self.acting_recommendations if acting else candidate.recommendations
+            units, window = stabilise_scale_down(
+                window, inputs.now, hpa_stabilisation_s(self.planner), raw
+            )
+            if acting:
+                self.acting_recommendations = window
+            else:
+                candidate.recommendations = window
+            return units * self.planner.unit_capacity, candidate.name
+        forecast, rung = inputs.forecasts.get(candidate.name, (None, candidate.name))
+        if forecast is not None and not math.isfinite(forecast):
+            forecast = None
+        return forecast, rung
+
+    def _shadow(
+        self, candidate: Candidate, inputs: TournamentInputs, index: int, demand_ok: bool
+    ) -> None:
+        state = candidate.tick_state
+        landed = advance(state.landed, inputs.now)
+        if candidate.tuner is not None:
+            candidate.tuner.step(
+                inputs.now,
+                inputs.demand if demand_ok else None,
+                self.planner,
+                self.settings.window_s,
+            )
+        forecast, rung = self._forecast(candidate, inputs, demand_ok, landed.total)
+        offset = 0.0
+        if candidate.tracker is not None:
+            offset = candidate.tracker.update(
+                index, inputs.demand if demand_ok else None, forecast, rung
+            )
+        if candidate.started is None:
+            candidate.started = inputs.now
+        result, state = tick(
+            self.planner,
+            self._calibration_for(candidate.name),
+            replace(state, calibration=with_conformal(state.calibration, offset)),
+            TickInputs(
+                now=inputs.now,
+                current_units=landed.total,
+                ready_units=landed.ready,
+                demand=inputs.demand,
+                base_forecast=forecast,
+                forecast_source=rung,
+                demand_age_s=inputs.demand_age_s,
+                min_units=inputs.min_units,
+                max_units=inputs.max_units,
+                sample_time=inputs.sample_time,
+            ),
+        )
+        candidate.tick_state = state
+        if result.short is not None:  # a new, valid sample: one scored step
+            candidate.board = candidate.board.add(
+                inputs.now, state.landed.total, result.short, self.settings.window_s
+            )
+
+    # -- the referee --------------------------------------------------------------------
+
+    def _score(self, board: Board) -> float:
+        return adjusted_cost(
+            board.billed,
+            board.short,
+            board.steps,
+            self.calibration.shortfall_target,
+            self.settings.shortfall_elasticity,
+        )
+
+    def _eligible(self, name: str, now: float) -> bool:
+        candidate = self.candidates.get(name)
+        if name == CHALLENGER or candidate is None or candidate.started is None:
+            return False
+        return now - candidate.started >= self.settings.min_evidence_s and candidate.board.steps > 0
+
+    def _too_short(self, board: Board) -> bool:
+        """Far above the shortfall target, with enough steps for that to be evidence."""
+        target = self.calibration.shortfall_target
+        if board.steps * target < self.settings.demote_min_expected:
+            return False
+        share = smoothed_share(board.short, board.steps, target)
+        return share > self.settings.demote_factor * target
+
+    def _referee(self, now: float) -> list[Switch]:
+        events: list[Switch] = []
+        self._canary(now, events)
+        if self.settings.pin is not None:
+            self.active = self.settings.pin
+            return events
+        contenders = [name for name in POLICIES if self._eligible(name, now)]
+        if not contenders:
+            return events
+        scores = {name: self._score(self.candidates[name].board) for name in contenders}
+        active_board = self.candidates[self.active].board
+        active_score = self._score(active_board) if self.active in scores else math.inf
+        if self.active in scores and self._too_short(active_board):
+            safe = [
+                n
+                for n in contenders
+                if n != self.active and not self._too_short(self.candidates[n].board)
+            ]
+            if safe:
+                best = min(safe, key=lambda n: scores[n])
+                share = active_board.short_share
+                events.append(
+                    self._switch(
+                        now,
+                        "demote",
+                        best,
+                        f"{self.active} was short on {100 * share:.2f}% of steps, over "
+                        f"{self.settings.demote_factor:g}x the target "
+                        f"{100 * self.calibration.shortfall_target:g}%; {best} scored "
+                        f"{scores[best]:.4g} units a step at the target",
+                    )
+                )
+                return events
+        best = min(contenders, key=lambda n: scores[n])
+        if best == self.active or not (
+            scores[best] < active_score * (1.0 - self.settings.switch_margin)
+        ):
+            self.leader, self.leading_since = None, None
+            return events
+        if self.leader != best:
+            self.leader, self.leading_since = best, now
+        assert self.leading_since is not None
+        if now - self.leading_since >= self.settings.switch_hold_s:
+            held = (now - self.leading_since) / _HOUR
+            events.append(
+                self._switch(
+                    now,
+                    "switch",
+                    best,
+                    f"{best} scored {scores[best]:.4g} units a step at the target against "
+                    f"{self.active}'s {active_score:.4g} (margin "
+                    f"{100 * self.settings.switch_margin:g}%) for {held:.1f} h",
+                )
+            )
+        return events
+
+    def _switch(self, now: float, kind: str, to: str, explanation: str) -> Switch:
+        event = Switch(now, kind, self.active, to, explanation)
+        # The acting state keeps its planner window and ledger (the real capacity's) and takes
+        # the new policy's calibration, learnt on its own shadow.
+        new = self.candidates[to].tick_state
+        self.acting = replace(
+            self.acting, calibration=new.calibration, forecast_source=self._source(to, new)
+        )
+        self.active = to
+        self.leader, self.leading_since = None, None
+        return event
+
+    def _canary(self, now: float, events: list[Switch]) -> None:
+        challenger = self.candidates.get(CHALLENGER)
+        if challenger is None or challenger.started is None or self.canary_base is None:
+            return
+        age = now - challenger.started
+        if age < self.settings.canary_min_s:
+            return
+        champion = self.candidates[MODEL].board
+        base = self.canary_base
+        champion_score = adjusted_cost(
+            champion.total_billed - base.total_billed,
+            champion.total_short - base.total_short,
+            champion.total_steps - base.total_steps,
+            self.calibration.shortfall_target,
+            self.settings.shortfall_elasticity,
+        )
+        board = challenger.board
+        challenger_score = adjusted_cost(
+            board.total_billed,
+            board.total_short,
+            board.total_steps,
+            self.calibration.shortfall_target,
+            self.settings.shortfall_elasticity,
+        )
+        wins = challenger_score <= champion_score * (1.0 + self.settings.canary_margin)
+        if wins and not self._too_short(board):
+            old = self.candidates[MODEL]
+            self.candidates[MODEL] = replace(challenger, name=MODEL, started=old.started)
+            # The champion's window record carries on: the new model is scored from here.
+            self.candidates[MODEL].board = replace(
+                board,
+                billed=old.board.billed,
+                short=old.board.short,
+                steps=old.board.steps,
+                updated=old.board.updated,
+            )
+            del self.candidates[CHALLENGER]
+            self.canary_base = None
+            former = old.label or "the champion"
+            events.append(
+                Switch(
+                    now,
+                    "promote",
+                    MODEL,
+                    MODEL,
+                    f"model {challenger.label} scored {challenger_score:.4g} units a step at the "
+                    f"target over its {age / _HOUR:.1f} h canary against {former}'s "
+                    f"{champion_score:.4g}: promoted",
+                )
+            )
+            if self.active == MODEL:
+                new = self.candidates[MODEL].tick_state
+                self.acting = replace(self.acting, forecast_source=self._source(MODEL, new))
+        elif age >= self.settings.canary_max_s:
+            del self.candidates[CHALLENGER]
+            self.canary_base = None
+            events.append(
+                Switch(
+                    now,
+                    "drop",
+                    CHALLENGER,
+                    MODEL,
+                    f"model {challenger.label} scored {challenger_score:.4g} units a step at the "
+                    f"target over {age / _HOUR:.1f} h against the champion's "
+                    f"{champion_score:.4g}: dropped",
+                )
+            )
+
+    # -- acting -------------------------------------------------------------------------
+
+    @staticmethod
+    def _source(name: str, state: TickState) -> str:
+        # A model candidate's rung says whether its forecast came from a fallback; the other
+        # policies are no fallback, and the decision names them by ``policy=``.
+        return state.forecast_source if name == MODEL else _TRAINED_RUNG
+
+    def _act(self, inputs: TournamentInputs, events: list[Switch]) -> TickResult:
+        del events
+        chosen = self.candidates[self.active]
+        forecast, _rung = self._forecast(
+            chosen,
+            inputs,
+            demand_is_valid(inputs.demand, inputs.demand_age_s, self.planner.max_demand_age_s),
+            inputs.current_units,
+            acting=True,
+        )
+        source = self._source(self.active, chosen.tick_state)
+        offset = 0.0 if chosen.tracker is None else chosen.tracker.offset
+        result, self.acting = tick(
+            self.planner,
+            self._calibration_for(self.active),
+            replace(self.acting, calibration=with_conformal(self.acting.calibration, offset)),
+            TickInputs(
+                now=inputs.now,
+                current_units=inputs.current_units,
+                ready_units=inputs.ready_units,
+                demand=inputs.demand,
+                base_forecast=forecast,
+                forecast_source=source,
+                demand_age_s=inputs.demand_age_s,
+                min_units=inputs.min_units,
+                max_units=inputs.max_units,
+                sample_time=inputs.sample_time,
+            ),
+        )
+        decision = result.decision
+        decision = replace(decision, reasons=(*decision.reasons, f"policy={self.active}"))
+        return replace(result, decision=decision)
+
+    # -- persistence --------------------------------------------------------------------
+
+    def to_json(self, codec: TickCodec) -> dict[str, Any]:
+        """Everything the tournament needs to carry on after a restart, as JSON values."""
+        return {
+            "version": 1,
+            "active": self.active,
+            "acting": codec[0](self.acting),
+            "acting_recommendations": [list(r) for r in self.acting_recommendations],
+            "leader": self.leader,
+            "leading_since": self.leading_since,
+            "canary_base": None if self.canary_base is None else _board_json(self.canary_base),
+            "candidates": [c.to_json(codec) for c in self.candidates.values()],
+        }
+
+    @classmethod
+    def from_json(
+        cls,
+        settings: TournamentSettings,
+        planner: PlannerSettings,
+        calibration: CalibrationSettings,
+        conformal: ConformalSettings,
+        codec: TickCodec,
+        data: dict[str, Any],
+    ) -> Tournament:
+        """Restore :meth:`to_json`; candidates no longer configured are dropped, new ones start
+        fresh, and a pin in the new settings wins."""
+        tournament = cls(settings, planner, calibration, conformal)
+        for item in data["candidates"]:
+            candidate = Candidate.from_json(conformal, codec, item)
+            if candidate.name in tournament.candidates or candidate.name == CHALLENGER:
+                tournament.candidates[candidate.name] = candidate
+        active = str(data["active"])
+        tournament.active = settings.pin or (
+            active if active in tournament.candidates else settings.default
+        )
+        tournament.acting = codec[1](data["acting"])
+        tournament.acting_recommendations = tuple(
+            (float(t), int(n)) for t, n in data["acting_recommendations"]
+        )
+        tournament.leader = data["leader"]
+        tournament.leading_since = data["leading_since"]
+        base = data["canary_base"]
+        tournament.canary_base = None if base is None else Board(**base)
+        if CHALLENGER in tournament.candidates and tournament.canary_base is None:
+            del tournament.candidates[CHALLENGER]
+        return tournament
+
+
+def _board_json(board: Board) -> dict[str, Any]:
+    return {
+        "billed": board.billed,
+        "short": board.short,
+        "steps": board.steps,
+        "updated": board.updated,
+        "total_billed": board.total_billed,
+        "total_short": board.total_short,
+        "total_steps": board.total_steps,
+    }
