@@ -14,8 +14,26 @@ from daemon.backtest.synthetic import TraceShape, generate_trace, write_trace_cs
 from daemon.backtest.trace import Trace, load_trace
 from daemon.backtest.walkforward import PlanConfig
 from daemon.core.durations import parse_duration
-from daemon.errors import ElasticdError, InputError
+from daemon.errors import ConfigError, ElasticdError, InputError
 from models.threads import capped_threads
+
+# Exit statuses (sysexits.h), so a script can tell a bad trace from a bad config from a crash.
+EXIT_DATAERR = 65  # the trace or a flag's value cannot be used
+EXIT_CONFIG = 78  # the --config file is invalid, as for `elasticd run`
+EXIT_FAILED = 1  # anything else, e.g. an output file that cannot be written
+
+
+def _report(error: Exception, args: argparse.Namespace) -> int:
+    """Print ``error`` as one line and return the exit status for its kind."""
+    if isinstance(error, ConfigError):
+        from daemon.settings import ConfigFileError
+
+        # A file error's path already names the file; a field error's path does not.
+        where = "" if isinstance(error, ConfigFileError) else f"{getattr(args, 'config', '')}: "
+        print(f"elasticd: {where}{error}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"elasticd: {error}", file=sys.stderr)
+    return EXIT_DATAERR if isinstance(error, InputError) else EXIT_FAILED
 
 
 def _duration(text: str) -> float:
@@ -194,8 +212,7 @@ def backtest_command(args: argparse.Namespace) -> int:
             args.plot_out,
         )
     except (ElasticdError, OSError) as error:
-        print(f"elasticd: {error}", file=sys.stderr)
-        return 1
+        return _report(error, args)
     return 0
 
 
@@ -216,7 +233,6 @@ def demo_command(args: argparse.Namespace) -> int:
             out / "plot.png",
         )
     except (ElasticdError, OSError) as error:
-        print(f"elasticd: {error}", file=sys.stderr)
-        return 1
+        return _report(error, args)
     print(f"wrote {out / 'decisions.csv'}, {out / 'report.json'} and {out / 'plot.png'}")
     return 0

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -64,42 +65,73 @@ def format_label(epoch: float, separator: str, suffix: str) -> str:
 
 
 def read_rows(path: Path) -> tuple[list[str], FloatArray, FloatArray]:
-    """The raw rows: labels, epoch seconds and values, validated line by line."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such trace file")
+    """The raw rows: labels, epoch seconds and values, validated line by line.
+
+    Every way the file can be unusable (missing, a directory, unreadable, binary, not UTF-8,
+    empty) is one ``InputError`` naming the file, never a library traceback.
+    """
+    handle = _open_trace(path)
+    try:
+        with handle:
+            return _parse_rows(path, handle)
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text (bad byte at offset {error.start})") from None
+    except csv.Error as error:
+        # NUL bytes ("line contains NUL"), a field over the csv module's size limit.
+        raise InputError(f"{path}: not a CSV trace ({error})") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+
+
+def _open_trace(path: Path) -> IO[str]:
+    try:
+        return path.open(newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such trace file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a trace file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot open: {error.strerror or error}") from None
+
+
+def _parse_rows(path: Path, handle: IO[str]) -> tuple[list[str], FloatArray, FloatArray]:
     labels: list[str] = []
     times: list[float] = []
     values: list[float] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip().lower() for h in header[:2]] != ["timestamp", "value"]:
-            raise InputError(f"{path}: the header must be 'timestamp,value', got {header!r}")
-        for line, row in enumerate(reader, start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) < 2:
-                raise InputError(f"{path}:{line}: expected 'timestamp,value', got {row!r}")
-            try:
-                stamp = parse_timestamp(row[0])
-            except ValueError:
-                raise InputError(f"{path}:{line}: not an ISO-8601 timestamp: {row[0]!r}") from None
-            try:
-                value = float(row[1])
-            except ValueError:
-                raise InputError(f"{path}:{line}: value is not a number: {row[1]!r}") from None
-            if not math.isfinite(value):
-                raise InputError(f"{path}:{line}: value is not a finite number: {row[1]!r}")
-            if value < 0:
-                raise InputError(f"{path}:{line}: demand cannot be negative: {row[1]!r}")
-            epoch = stamp.timestamp()
-            if times and epoch == times[-1]:
-                raise InputError(f"{path}:{line}: duplicate timestamp {row[0]!r}")
-            if times and epoch < times[-1]:
-                raise InputError(f"{path}:{line}: timestamps are not ascending at {row[0]!r}")
-            labels.append(row[0].strip())
-            times.append(epoch)
-            values.append(value)
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if header is None:
+        raise InputError(f"{path}: empty file; the header must be 'timestamp,value'")
+    if [h.strip().lower() for h in header[:2]] != ["timestamp", "value"]:
+        shown = ",".join(header)[:80]
+        raise InputError(f"{path}: the header must be 'timestamp,value', got {shown!r}")
+    for line, row in enumerate(reader, start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) < 2:
+            raise InputError(f"{path}:{line}: expected 'timestamp,value', got {row!r:.80}")
+        try:
+            stamp = parse_timestamp(row[0])
+        except ValueError:
+            raise InputError(f"{path}:{line}: not an ISO-8601 timestamp: {row[0]!r:.80}") from None
+        try:
+            value = float(row[1])
+        except ValueError:
+            raise InputError(f"{path}:{line}: value is not a number: {row[1]!r:.80}") from None
+        if not math.isfinite(value):
+            raise InputError(f"{path}:{line}: value is not a finite number: {row[1]!r}")
+        if value < 0:
+            raise InputError(f"{path}:{line}: demand cannot be negative: {row[1]!r}")
+        epoch = stamp.timestamp()
+        if times and epoch == times[-1]:
+            raise InputError(f"{path}:{line}: duplicate timestamp {row[0]!r}")
+        if times and epoch < times[-1]:
+            raise InputError(f"{path}:{line}: timestamps are not ascending at {row[0]!r}")
+        labels.append(row[0].strip())
+        times.append(epoch)
+        values.append(value)
     if not times:
         raise InputError(f"{path}: the trace has no rows")
     if len(times) < 2:

@@ -146,10 +146,10 @@ def _check_ca_bundle(path: Path) -> None:
         ssl.create_default_context(cafile=str(path))
     except FileNotFoundError:
         raise field_error("ca_file", f"cannot read {path}: no such file") from None
+    except ssl.SSLError as error:  # before OSError, of which it is a subclass
+        raise field_error("ca_file", f"{path} is not a PEM CA bundle ({error.reason})") from None
     except OSError as error:
         raise field_error("ca_file", f"cannot read {path}: {error.strerror or error}") from None
-    except ssl.SSLError as error:
-        raise field_error("ca_file", f"{path} is not a PEM CA bundle ({error.reason})") from None
 
 
 class CloudWatchSourceConfig(SettingsModel):

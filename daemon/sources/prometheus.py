@@ -334,7 +334,7 @@ class PrometheusSource:
 
         POST (form-encoded) rather than GET: long PromQL in a URL can exceed proxy limits.
         """
-        url = f"{self._base_url}/api/v1/{endpoint}"
+        url = _api_url(self._base_url, endpoint)
         try:
             await self._throttle.admit(_READ, max_wait=self._timeout_s)
         except Throttled as error:
@@ -410,6 +410,14 @@ def _split_userinfo(url: str) -> tuple[str, str | None, str | None]:
     user, has_password, password = userinfo.partition(":")
     clean = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
     return clean, unquote(user), unquote(password) if has_password else None
+
+
+def _api_url(base_url: str, endpoint: str) -> str:
+    """The endpoint's URL below ``base_url``'s path; a query string (a proxy's token) stays
+    a query string rather than being followed by the path."""
+    parts = urlsplit(base_url)
+    path = f"{parts.path.rstrip('/')}/api/v1/{endpoint}"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 def _ssl_setting(auth: PrometheusAuth) -> ssl.SSLContext | bool:

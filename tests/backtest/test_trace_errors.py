@@ -1,4 +1,4 @@
-"""A bad trace gets a one-line error and a non-zero exit; a good one lands on a grid."""
+"""A bad trace gets a one-line error and exit status 65 (EX_DATAERR); a good one lands on a grid."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_bad_traces_exit_non_zero_with_one_line(tmp_path: Path, text: str, messa
     path = tmp_path / "bad.csv"
     path.write_text(text)
     result = _backtest(path, tmp_path, "1d")
-    assert result.returncode == 1
+    assert result.returncode == 65  # EX_DATAERR
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
 
@@ -52,7 +52,7 @@ def test_a_warmup_longer_than_the_trace_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text(GOOD)
     result = _backtest(path, tmp_path, "7d")
-    assert result.returncode == 1
+    assert result.returncode == 65  # EX_DATAERR
     assert "warm-up (7d) is not shorter than the trace (20m)" in result.stderr
 
 

@@ -323,3 +323,14 @@ def test_basic_auth_options_satisfy_the_protocol() -> None:
     # from_config reads settings through a Protocol; this is the settings class it must accept.
     basic = BasicAuthConfig(username="u", password="p")
     assert basic.password_env is None
+
+
+async def test_a_query_string_in_the_url_stays_a_query_string(fake: FakePrometheus) -> None:
+    # A proxy that takes its token as a parameter: the API path goes before the query.
+    url = await fake.start()
+    source = PrometheusSource(f"{url}/?token=abc123")
+    try:
+        assert await source.latest(QUERY, 1.0) == Sample(1.0, 42.0)
+    finally:
+        await source.close()
+    assert fake.seen[-1].path == "/api/v1/query"
