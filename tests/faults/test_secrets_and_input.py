@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -26,6 +27,9 @@ from typing import Any
 import pytest
 import yaml
 
+from daemon.audit import AuditLog, AuditRecord
+from daemon.redact import redact_text, redact_url, register_secret
+from daemon.runtime.logging import JsonFormatter, TextFormatter
 from tests.e2e.daemon_process import REPO, DaemonProcess
 from tests.support.fake_kube import FakeKubeProcess, write_kubeconfig
 from tests.support.moto_server import free_port
@@ -330,3 +334,71 @@ def test_a_bad_backtest_config_is_one_line_and_the_config_status(tmp_path: Path,
     assert result.returncode == 78
     line = _one_line(result)
     assert str(config) in line and reason in line
+
+
+# --- the redaction itself -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:s3cret@prom:9090/x", "http://user:***@prom:9090/x"),
+        ("https://t0psecret@prom/x", "https://***@prom/x"),
+        ("http://prom/x?token=s3cret&q=up", "http://prom/x?token=***&q=up"),
+        (
+            "https://b/k?X-Amz-Signature=s3cret&X-Amz-Date=1",
+            "https://b/k?X-Amz-Signature=***&X-Amz-Date=1",
+        ),
+        ("http://u:p%40ss@[::1]:9090/", "http://u:***@[::1]:9090/"),
+        ("http://prom:9090/api/v1/query", "http://prom:9090/api/v1/query"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_redact_text_finds_secrets_inside_messages() -> None:
+    register_secret("registered-secret-value")
+    text = (
+        "timed out: http://user:s3cret@prom:9090/api/v1/query; "
+        "repr URL('https://t0psecret@prom/'); header Authorization: Bearer abc.def-ghi; "
+        "form password=s3cret&api_key=t0psecret; file said registered-secret-value"
+    )
+    shown = redact_text(text)
+    for secret in (*SECRETS, "abc.def-ghi", "registered-secret-value"):
+        assert secret not in shown
+    assert "http://user:***@prom:9090/api/v1/query" in shown
+
+
+def test_redact_text_leaves_config_errors_readable() -> None:
+    message = "sources.prom.basic_auth.password: must be set; password_file: no such file"
+    assert redact_text(message) == message
+
+
+def test_log_formatters_redact_messages_fields_and_tracebacks() -> None:
+    try:
+        raise ValueError("connect to http://user:s3cret@prom:9090 failed")
+    except ValueError:
+        record = logging.LogRecord(
+            "elasticd", logging.ERROR, __file__, 1, "read %s failed", (_secret_url(1),), None
+        )
+        record.exc_info = sys.exc_info()
+    record.url = "http://user:s3cret@prom:9090"
+    for formatter in (JsonFormatter(), TextFormatter()):
+        line = formatter.format(record)
+        assert "user:***@" in line and "ValueError" in line
+        for secret in SECRETS:
+            assert secret not in line
+
+
+def test_the_audit_redacts_reasons_and_errors(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "decisions.jsonl")
+    record = AuditRecord(
+        target="web",
+        reason="source error: http://user:s3cret@prom:9090",
+        error=f"read failed: {_secret_url(9090)}",
+    )
+    line = json.loads(audit.encode(record))
+    assert "user:***@prom" in line["reason"] and "token=***" in line["error"]
+    for secret in SECRETS:
+        assert secret not in json.dumps(line)
