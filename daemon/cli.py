@@ -8,6 +8,14 @@ import sys
 from collections.abc import Sequence
 
 from daemon import __version__
+from daemon.errors import ConfigError, InputError
+
+# Exit statuses (sysexits.h) for input a command could not use, so scripts and service
+# managers can tell "fix the file" from a crash. Commands return these themselves; ``main``
+# applies them to any such error a command let through, as one line, never a traceback.
+EXIT_USAGE = 2
+EXIT_DATAERR = 65
+EXIT_CONFIG = 78
 
 # Each module adds its sub-commands with ``register(subparsers)``.
 COMMAND_MODULES = (
@@ -36,5 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
-    return int(args.handler(args))
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args))
+    except ConfigError as error:
+        print(f"elasticd {args.command}: invalid configuration: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except InputError as error:
+        print(f"elasticd {args.command}: {error}", file=sys.stderr)
+        return EXIT_DATAERR

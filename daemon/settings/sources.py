@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
@@ -29,6 +30,7 @@ class BasicAuthConfig(SettingsModel):
     )
     password: str | None = Field(
         default=None,
+        repr=False,  # never in a repr that reaches a log or an error
         description="The password itself. Discouraged: the YAML is readable by more people "
         "than a Secret or the unit's environment file.",
     )
@@ -95,6 +97,11 @@ class PrometheusSourceConfig(SettingsModel):
     burst: int = Field(
         default=200, ge=1, description="Requests that may go at once above requests_per_second."
     )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A repr of the settings (in an error, a debug log) shows the URL without its secrets.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" and isinstance(value, str) else value
 
     @field_validator("url")
     @classmethod

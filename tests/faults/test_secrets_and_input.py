@@ -27,7 +27,10 @@ from typing import Any
 import pytest
 import yaml
 
+from daemon import cli
 from daemon.audit import AuditLog, AuditRecord
+from daemon.commands import validate as validate_command
+from daemon.errors import ConfigError, InputError
 from daemon.redact import redact_text, redact_url, register_secret
 from daemon.runtime.logging import JsonFormatter, TextFormatter
 from tests.e2e.daemon_process import REPO, DaemonProcess
@@ -402,3 +405,24 @@ def test_the_audit_redacts_reasons_and_errors(tmp_path: Path) -> None:
     assert "user:***@prom" in line["reason"] and "token=***" in line["error"]
     for secret in SECRETS:
         assert secret not in json.dumps(line)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(ConfigError("targets[0].x", "bad"), 78), (InputError("t.csv: not UTF-8 text"), 65)],
+)
+def test_main_turns_an_input_error_any_command_lets_through_into_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: Exception,
+    status: int,
+) -> None:
+    def failing(args: object) -> int:
+        raise error
+
+    monkeypatch.setattr(validate_command, "run", failing)
+    assert cli.main(["validate", "x.yaml"]) == status
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"elasticd validate: {'invalid configuration: ' if status == 78 else ''}{error}"
+    ]
