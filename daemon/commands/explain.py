@@ -40,6 +40,7 @@ from daemon.runtime.planning import (
     node_layer_lead,
     planner_settings,
     schedule_at,
+    tick_delay,
 )
 from daemon.settings import (
     CloudWatchSourceConfig,
@@ -229,7 +230,15 @@ def read_forecast(
             None, "none", f"source not usable ({error}); explaining with the bounds only"
         )
     lead_target = target.model_copy(update={"lead_time": lead_s})
-    forecaster = TargetForecaster(forecast_settings(lead_target, settings.training, step))
+    # The daemon's forecast window (and so its saved model) covers the tick interval too.
+    forecaster = TargetForecaster(
+        forecast_settings(
+            lead_target,
+            settings.training,
+            step,
+            interval_s=tick_delay(settings, target),
+        )
+    )
     refused = forecaster.load(directory, model_name)
     if refused is not None:
         return Forecast(

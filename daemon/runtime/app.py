@@ -52,7 +52,7 @@ from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
 from daemon.runtime.decision_state import DecisionStateStore
 from daemon.runtime.layers import NODE_MODEL_SUFFIX, LayerBoard, NodeLink, node_shape
-from daemon.runtime.planning import forecast_settings, node_layer_lead
+from daemon.runtime.planning import forecast_settings, node_layer_lead, tick_delay
 from daemon.runtime.reconciler import Reconciler, ScaleEvents
 from daemon.runtime.target import Closer, TargetRuntime
 from daemon.runtime.trainer import ModelTrainer
@@ -255,10 +255,14 @@ class TargetFactory:
                 await closer()
             raise
         step = history_step(settings, target, world)
-        forecaster = TargetForecaster(forecast_settings(target, settings.training, step))
         interval = target.interval or settings.interval
+        forecaster = TargetForecaster(
+            forecast_settings(
+                target, settings.training, step, interval_s=tick_delay(settings, target)
+            )
+        )
         shared = self.shared
-        node_link = self._node_link(settings, target, step)
+        node_link = self._node_link(settings, target, step, tick_delay(settings, target))
         companions = (
             [(target.name + NODE_MODEL_SUFFIX, node_link.forecaster)]
             if node_link is not None
@@ -309,7 +313,9 @@ class TargetFactory:
             closers=closers,
         )
 
-    def _node_link(self, settings: Settings, target: TargetConfig, step: float) -> NodeLink | None:
+    def _node_link(
+        self, settings: Settings, target: TargetConfig, step: float, delay_s: float
+    ) -> NodeLink | None:
         """For a pod target with a ``node_group`` link: a second forecaster of its demand
         over the node plus pod lead time (``node_layer_lead``), and the board its
         plans are posted on."""
@@ -322,7 +328,14 @@ class TargetFactory:
             pod_target=target,
             node_target=node_target,
             shape=node_shape(target.node_group),
-            forecaster=TargetForecaster(forecast_settings(node_lead, settings.training, step)),
+            forecaster=TargetForecaster(
+                forecast_settings(
+                    node_lead,
+                    settings.training,
+                    step,
+                    interval_s=delay_s,
+                )
+            ),
             board=self.shared.layers,
         )
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 from daemon.core.schedules import NextChange, ScheduleDecision, effective_bounds, next_change
 from daemon.core.types import PlannerSettings, RateLimit
 from daemon.forecasting import ForecastSettings
-from daemon.settings import ScaleLimit, TargetConfig, TrainingConfig
+from daemon.settings import (
+    ScaleLimit,
+    Settings,
+    SimulatorSourceConfig,
+    TargetConfig,
+    TrainingConfig,
+)
 
 __all__ = [
     "forecast_settings",
@@ -19,6 +25,7 @@ __all__ = [
     "planner_settings",
     "rate_limit",
     "schedule_at",
+    "tick_delay",
 ]
 
 
@@ -49,20 +56,35 @@ def planner_settings(target: TargetConfig) -> PlannerSettings:
 
 
 def forecast_settings(
-    target: TargetConfig, training: TrainingConfig, step_s: float
+    target: TargetConfig, training: TrainingConfig, step_s: float, *, interval_s: float = 0.0
 ) -> ForecastSettings:
+    """``interval_s``: the target's tick interval, which the forecast window must cover too."""
     return ForecastSettings(
         step_s=step_s,
         # The forecaster covers (g, g + lead] from the grid step g <= now, but a tick runs up
         # to one step after g and its units are ready at now + lead: one more step makes the
-        # forecast window contain (now, now + lead] at any tick time. The backtest ticks on
-        # the grid (now == g) and needs no such step.
-        lead_s=target.lead_time + step_s,
+        # forecast window contain (now, now + lead] at any tick time. And the next tick comes
+        # an interval later, so units for demand in (now + lead, now + interval + lead] must
+        # be asked for now: without the interval, capacity was ready 272-349 s ahead of a rise
+        # with a 300 s lead, short of it one run in four. The backtest ticks on the grid
+        # (now == g, interval == step, whose next decision lands a step later) and needs
+        # neither.
+        lead_s=target.lead_time + step_s + interval_s,
         unit_capacity=target.unit_capacity,
         shortfall_target=target.shortfall_target,
         # The model never trains on more than the history the trainer fetches.
         train_window_s=training.history_window,
     )
+
+
+def tick_delay(settings: Settings, target: TargetConfig) -> float:
+    """How much later than this tick's the next decision lands, on the target's own clock:
+    one interval, which the forecast window must cover; a simulator's clock runs faster."""
+    interval = target.interval or settings.interval
+    source = settings.sources.get(target.source)
+    if isinstance(source, SimulatorSourceConfig):
+        return interval * source.speedup
+    return interval
 
 
 def node_layer_lead(pod_target: TargetConfig, node_target: TargetConfig) -> float:

@@ -14,7 +14,7 @@ from daemon.cli import main
 from daemon.commands.explain import explain as explain_lines
 from daemon.commands.explain import read_history
 from daemon.forecasting import TargetForecaster
-from daemon.runtime.planning import forecast_settings
+from daemon.runtime.planning import forecast_settings, tick_delay
 from daemon.settings import Settings, TargetConfig, load_settings
 
 CONFIG_DIR = Path(__file__).parents[2] / "config"
@@ -247,7 +247,9 @@ def simulator_config(state_dir: Path) -> dict[str, Any]:
 def train_and_save(settings: Settings, target: TargetConfig, at: float) -> None:
     """Fit the model as the runtime's trainer would, on history up to ``at``, and save it."""
     step = 300.0
-    forecaster = TargetForecaster(forecast_settings(target, settings.training, step))
+    forecaster = TargetForecaster(
+        forecast_settings(target, settings.training, step, interval_s=tick_delay(settings, target))
+    )
     times, values = read_history(settings, target, at - 6 * 86_400, at, step)
     forecaster.load_history(times, values)
     forecaster.train_on(times, values, at)
