@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from daemon.redact import redact_text, redact_url, register_secret
 from daemon.runtime.logging import JsonFormatter, TextFormatter
 from tests.e2e.daemon_process import REPO, DaemonProcess
 from tests.support.fake_kube import FakeKubeProcess, write_kubeconfig
+from tests.support.fake_prometheus import FakePrometheus
 from tests.support.moto_server import free_port
 
 SECRETS = ("s3cret", "t0psecret")
@@ -426,3 +428,54 @@ def test_main_turns_an_input_error_any_command_lets_through_into_one_line(
     assert lines == [
         f"elasticd validate: {'invalid configuration: ' if status == 78 else ''}{error}"
     ]
+
+
+# --- the daemon authenticates, and follows a rotated token ----------------------------
+
+
+async def test_the_daemon_sends_the_token_file_and_follows_its_rotation(
+    tmp_path: Path, fake_kube: FakeKubeProcess
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("first-token\n")
+    current = {"token": "first-token"}
+    prometheus = FakePrometheus(bearer=lambda: current["token"])
+    url = await prometheus.start()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake_kube.url)
+    config = yaml.safe_load(_daemon_config(tmp_path, kubeconfig, 1, 1).read_text())
+    config["sources"] = {
+        "prom": {"type": "prometheus", "url": url, "bearer_token_file": str(token_file)}
+    }
+    config["targets"] = [{**config["targets"][0], "source": "prom", "mode": "forecast-only"}]
+    path = tmp_path / "elasticd.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+
+    def answered(token: str) -> bool:
+        return any(seen.authorization == f"Bearer {token}" for seen in prometheus.seen)
+
+    daemon = DaemonProcess(path, env={"PROMETHEUS_BEARER_TOKEN": "env-token-unused"})
+    try:
+        await _until(lambda: answered("first-token"), daemon, "a request with the first token")
+        staged = tmp_path / "token.new"
+        staged.write_text("second-token\n")
+        os.replace(staged, token_file)
+        current["token"] = "second-token"
+        await _until(lambda: answered("second-token"), daemon, "a request with the new token")
+    finally:
+        # In a thread: this loop serves the fake Prometheus the daemon reads while it stops.
+        code, _ = await asyncio.to_thread(daemon.stop, 30)
+        await prometheus.stop()
+    assert not any(seen.authorization == "Bearer env-token-unused" for seen in prometheus.seen)
+    assert code == 0, daemon.tail()
+    stderr = "".join(daemon.raw)
+    assert "first-token" not in stderr and "second-token" not in stderr
+
+
+async def _until(predicate: Callable[[], bool], daemon: DaemonProcess, what: str) -> None:
+    # Polls on the loop, which serves the fake Prometheus meanwhile; bounded, not timed.
+    for _ in range(1200):
+        if predicate():
+            return
+        assert daemon.process.poll() is None, daemon.tail()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not seen in 60 s; log tail:\n{daemon.tail()}")
