@@ -23,21 +23,34 @@ LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/shop/leases/elasticd"
 LEASE_S = 4.0
 
 
-def daemon_config(tmp_path: Path, identity: str, kubeconfig: Path) -> Path:
+def daemon_config(
+    tmp_path: Path,
+    identity: str,
+    kubeconfig: Path,
+    *,
+    lease_s: float = LEASE_S,
+    renew_s: float = 3.0,
+    retry_s: float = 0.5,
+    target: dict[str, Any] | None = None,
+    **settings: Any,
+) -> Path:
+    """A daemon sizing shop/web under leader election; ``target`` overrides keys of the
+    target, ``settings`` adds top-level keys."""
     state = tmp_path / identity
-    config = simulator_config(state)
+    config = simulator_config(state) | settings
     config["kubernetes"] = {"kubeconfig": str(kubeconfig), "in_cluster": False}
     config["leader_election"] = {
         "enabled": True,
         "namespace": "shop",
         "identity": identity,
-        "lease_duration": f"{LEASE_S:g}s",
-        "renew_deadline": "3s",
-        "retry_period": "0.5s",
+        "lease_duration": f"{lease_s:g}s",
+        "renew_deadline": f"{renew_s:g}s",
+        "retry_period": f"{retry_s:g}s",
     }
     config["targets"] = [
         config["targets"][0]
         | {"name": "web", "kind": "deployment", "namespace": "shop", "workload": "web"}
+        | (target or {})
     ]
     return write_config(tmp_path / f"{identity}.yaml", config)
 

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import copy
 import json
+import math
 import signal
 import socket
 import subprocess
@@ -110,16 +111,20 @@ class WriteRecord:
     content_type: str = ""
     # When the request arrived (``time`` is when it was answered, after any injected delay).
     arrived: float = 0.0
+    # The bearer token it carried: which client sent it.
+    client: str = ""
 
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """Any API request (reads too): when it arrived, and what it was answered."""
+    """Any API request (reads too): when it arrived, what and when it was answered."""
 
     arrived: float
     verb: str
     path: str
     status: int
+    time: float = 0.0
+    client: str = ""
 
 
 @dataclass
@@ -129,6 +134,12 @@ class _Fault:
     remaining: int
     delay: float
     headers: dict[str, str] = field(default_factory=dict)
+    # Only requests from this client (bearer token), if set.
+    client: str | None = None
+    # Only a request that follows the same client's previous one on the path within this many
+    # seconds, if set: e.g. the fresh read an actuator makes just before writing, not the
+    # loop's read a tick earlier.
+    within: float | None = None
     # Set when the fault first fires, so a test can act while a delayed request is held.
     fired: asyncio.Event = field(default_factory=asyncio.Event)
     # How many requests it has held or answered so far.
@@ -223,6 +234,7 @@ class FakeKube:
         self.instant_rollout = instant_rollout
         self._resource_version = 0
         self._faults: dict[str, list[_Fault]] = {}
+        self._last_arrival: dict[tuple[str, str], float] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -278,12 +290,16 @@ class FakeKube:
         delay: float = 0.0,
         retry_after: float | str | None = None,
         headers: dict[str, str] | None = None,
+        client: str | None = None,
+        within: float | None = None,
     ) -> asyncio.Event:
         """Make the next ``count`` requests on exactly ``path`` (and ``method``, if given)
         wait ``delay`` seconds and then answer ``status`` (or proceed if ``status`` is None),
         with ``headers`` (``retry_after`` is short for a ``Retry-After`` header: seconds or
         an HTTP date). The delay holds the request *before* it is processed, as a slow
         network or a loaded server would: a precondition is checked when it is released.
+        ``client`` limits it to one bearer token; ``within`` to a request that comes at most
+        that many seconds after the same client's previous request on ``path``.
 
         Returns an event set when the fault first fires.
         """
@@ -292,7 +308,9 @@ class FakeKube:
             extra["Retry-After"] = (
                 f"{retry_after:g}" if isinstance(retry_after, int | float) else retry_after
             )
-        fault = _Fault(method.upper() if method else None, status, count, delay, extra)
+        fault = _Fault(
+            method.upper() if method else None, status, count, delay, extra, client, within
+        )
         self._faults.setdefault(path, []).append(fault)
         return fault.fired
 
@@ -484,6 +502,9 @@ class FakeKube:
         body: Any = None
         code = 500
         arrived = time.time()
+        client = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        gap = arrived - self._last_arrival.get((client, request.path), -math.inf)
+        self._last_arrival[(client, request.path)] = arrived
         headers: dict[str, str] = {}
         try:
             if request.method in WRITE_VERBS and request.can_read_body:
@@ -493,7 +514,7 @@ class FakeKube:
                 except ValueError:
                     body = raw.decode(errors="replace")
                     raise KubeError(400, "request body is not valid JSON") from None
-            await self._apply_fault(request)
+            await self._apply_fault(request, client, gap)
             code, payload = self._route(request, body)
         except KubeError as error:
             code, payload = error.code, status_body(error.code, error.message, error.reason)
@@ -501,7 +522,9 @@ class FakeKube:
         except Exception as error:  # a bug in the fake still answers a Status, not HTML
             code, payload = 500, status_body(500, f"fake-kube failed: {error!r}")
         finally:
-            self.requests.append(RequestRecord(arrived, request.method, request.path, code))
+            self.requests.append(
+                RequestRecord(arrived, request.method, request.path, code, time.time(), client)
+            )
             if request.method in WRITE_VERBS:
                 content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
                 self.writes.append(
@@ -513,13 +536,19 @@ class FakeKube:
                         code,
                         content_type,
                         arrived,
+                        client,
                     )
                 )
         return web.json_response(payload, status=code, headers=headers)
 
-    async def _apply_fault(self, request: web.Request) -> None:
+    async def _apply_fault(self, request: web.Request, client: str, gap: float) -> None:
         for fault in self._faults.get(request.path, []):
-            if fault.remaining > 0 and fault.method in (None, request.method):
+            if (
+                fault.remaining > 0
+                and fault.method in (None, request.method)
+                and fault.client in (None, client)
+                and (fault.within is None or gap <= fault.within)
+            ):
                 fault.remaining -= 1
                 fault.hits += 1
                 fault.fired.set()
@@ -641,6 +670,8 @@ class FakeKube:
                 delay=float(spec.get("delay", 0.0)),
                 retry_after=spec.get("retry_after"),
                 headers=spec.get("headers"),
+                client=spec.get("client"),
+                within=spec.get("within"),
             )
             return web.json_response({"ok": True})
         if request.path == "/_fake/faults" and request.method == "GET":
@@ -673,13 +704,16 @@ def load_seed_file(path: str | Path) -> list[JsonObj]:
         return [doc for doc in yaml.safe_load_all(handle) if doc]
 
 
-def write_kubeconfig(path: str | Path, server_url: str, namespace: str = "default") -> Path:
-    """A kubeconfig pointing at ``server_url`` with a dummy token; returns its path."""
+def write_kubeconfig(
+    path: str | Path, server_url: str, namespace: str = "default", *, token: str = "fake-token"
+) -> Path:
+    """A kubeconfig pointing at ``server_url`` with a dummy bearer ``token`` (the fake logs
+    it as the request's ``client``, so two daemons' requests can be told apart)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "fake", "cluster": {"server": server_url}}],
-        "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+        "users": [{"name": "fake", "user": {"token": token}}],
         "contexts": [
             {"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": namespace}}
         ],
@@ -722,7 +756,8 @@ class FakeKubeProcess:
             return result
 
     def requests(self) -> list[JsonObj]:
-        """Every API request so far: ``arrived``, ``verb``, ``path``, ``status``."""
+        """Every API request so far: ``arrived``, ``verb``, ``path``, ``status``, ``time``
+        (answered)."""
         with urllib.request.urlopen(f"{self.url}/_fake/requests", timeout=10) as response:
             result: list[JsonObj] = json.load(response)
             return result
@@ -735,7 +770,7 @@ class FakeKubeProcess:
 
     def inject_fault(self, path: str, status: int | None = 500, **options: Any) -> None:
         """As ``FakeKube.inject_fault``: ``count``, ``method``, ``delay``, ``retry_after``,
-        ``headers``."""
+        ``headers``, ``client``, ``within``."""
         self._post("/_fake/faults", {"path": path, "status": status, **options})
 
     def update(self, kind: str, namespace: str, name: str, patch: JsonObj) -> JsonObj:
