@@ -20,6 +20,9 @@ request outlive the renew deadline. The semantics below are client-go's:
   to the actuator, which sends nothing after it and cuts each request's timeout to it, so a
   leader frozen (SIGSTOP, a VM pause) mid-write cannot land a write after its successor
   started: both are computed from the clock alone, not from the renew loop having run;
+- Lease requests do not take tokens from the client's shared rate limiter
+  (:mod:`daemon.ratelimit_client`): a renewal queued behind scaling traffic could miss the
+  renew deadline and hand the lease over for nothing; they are a few per retry period;
 - on ``release()`` (client-go's ReleaseOnCancel) the leader stops first, then writes an empty
   holder with a 1 s duration, so a follower takes over on its next poll.
 """

@@ -4,6 +4,10 @@ An Event is a courtesy to the people watching the workload, not part of scaling:
 logged and swallowed, and each request is bounded by a short timeout so a slow API server
 cannot hold up the next tick. Events are created, never patched or aggregated: every write
 differs (from, to, forecast), so client-go's count-merging would not apply.
+
+An Event is a write on the same client as the scaling writes: it takes a token from the
+client's shared throttle, is not sent while the server's Retry-After for writes lasts, and a
+429 it gets closes that gate for the scaling writes too (the server said so to the client).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from typing import Any, Literal, cast
 import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from daemon.actuators.kubernetes import retry_after_of
+from daemon.ratelimit_client import Throttled, throttle_for
 
 __all__ = ["KubernetesEventRecorder", "scale_event"]
 
@@ -67,6 +74,7 @@ class KubernetesEventRecorder:
         self.component = component
         self.host = host or socket.gethostname()
         self._core = client.CoreV1Api(api_client)
+        self._throttle = throttle_for(api_client)
         self._timeout = request_timeout
 
     async def record(
@@ -85,11 +93,20 @@ class KubernetesEventRecorder:
         """
         body = self._event(kind, name, reason, message, type, api_version)
         try:
+            await self._throttle.admit("write", max_wait=self._timeout)
+        except Throttled as refused:
+            log.warning(
+                "event %s on %s %s/%s not sent: %s", reason, kind, self.namespace, name, refused
+            )
+            return False
+        try:
             await asyncio.wait_for(
                 self._core.create_namespaced_event(self.namespace, _as_event(body)),
                 timeout=self._timeout,
             )
         except (ApiException, aiohttp.ClientError, TimeoutError, OSError) as error:
+            if isinstance(error, ApiException) and error.status == 429:
+                self._throttle.throttled("write", retry_after_of(error), "HTTP 429 on an event")
             detail = (
                 f"HTTP {error.status} {error.reason}"
                 if isinstance(error, ApiException)

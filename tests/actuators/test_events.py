@@ -9,6 +9,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from daemon.actuators.events import KubernetesEventRecorder, scale_event
+from daemon.ratelimit_client import throttle_for
 from tests.support.fake_kube import FakeKube
 
 EVENTS_PATH = "/api/v1/namespaces/shop/events"
@@ -102,3 +103,15 @@ async def test_long_messages_are_cut_to_the_api_limit(
     assert await recorder.record("StatefulSet", "db", "ScaledAhead", "x" * 5000)
     [event] = stored_events(fake_kube)
     assert len(str(event["message"])) == 1024
+
+
+async def test_events_honour_the_clients_retry_after(
+    fake_kube: FakeKube, kube_client: client.ApiClient, recorder: KubernetesEventRecorder
+) -> None:
+    fake_kube.inject_fault(EVENTS_PATH, 429, method="POST", retry_after=30)
+
+    assert await recorder.record("Deployment", "web", "ScaledAhead", "replicas 3 -> 7") is False
+    # The server told the client to hold its writes: no more Events, and no scaling writes.
+    assert await recorder.record("Deployment", "web", "ScaledAhead", "replicas 7 -> 9") is False
+    assert [w.status for w in fake_kube.writes] == [429]
+    assert 29 < throttle_for(kube_client).blocked_for("write") <= 30

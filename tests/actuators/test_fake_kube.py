@@ -236,6 +236,39 @@ async def test_faults_and_write_log(apps: Any, fake_kube: FakeKube) -> None:
     assert fake_kube.writes[-1].body == {"spec": {"replicas": 3}}
 
 
+async def test_retry_after_request_log_and_client_scoped_faults(
+    apps: Any, fake_kube: FakeKube
+) -> None:
+    fake_kube.seed(deployment("web", 2))
+    path = "/apis/apps/v1/namespaces/default/deployments/web/scale"
+    # A fault for another client (bearer token) never fires for this one.
+    fake_kube.inject_fault(path, 500, client="someone-else", count=5)
+    # Only a request that closely follows this client's previous one on the path is held.
+    held = fake_kube.inject_fault(path, None, method="GET", within=5.0, client="fake-token")
+    await apps.read_namespaced_deployment_scale("web", "default")
+    assert not held.is_set()
+    await apps.read_namespaced_deployment_scale("web", "default")
+    assert held.is_set() and fake_kube.fired_faults(path) == 1
+
+    fake_kube.inject_fault(path, 429, method="PATCH", retry_after=7)
+    with pytest.raises(ApiException) as caught:
+        await apps.patch_namespaced_deployment_scale(
+            "web", "default", {"spec": {"replicas": 3}}, _content_type=MERGE
+        )
+    assert caught.value.status == 429
+    assert caught.value.headers["Retry-After"] == "7"
+    assert fake_kube.pending_faults(path) == 5
+
+    assert [(r.verb, r.status, r.client) for r in fake_kube.requests_to(path)] == [
+        ("GET", 200, "fake-token"),
+        ("GET", 200, "fake-token"),
+        ("PATCH", 429, "fake-token"),
+    ]
+    assert fake_kube.request_counts() == {("PATCH", path): 1, ("GET", path): 2}
+    assert all(r.arrived <= r.time for r in fake_kube.requests)
+    assert fake_kube.writes[0].client == "fake-token"
+
+
 def test_standalone_process_with_seed_file(tmp_path: Path) -> None:
     seed = tmp_path / "objects.yaml"
     seed.write_text(
@@ -267,6 +300,16 @@ def test_standalone_process_with_seed_file(tmp_path: Path) -> None:
             ("PATCH", path, 200),
         ]
         assert write_kubeconfig(tmp_path / "kc", fake.url).exists()
+        # Control endpoints: another writer's change, the request log, fault state.
+        updated = fake.update("Deployment", "shop", "web", {"spec": {"replicas": 9}})
+        assert updated["spec"]["replicas"] == 9
+        assert [(r["verb"], r["status"]) for r in fake.requests()] == [
+            ("GET", 200),
+            ("PATCH", 503),
+            ("PATCH", 200),
+        ]
+        fake.inject_fault(path, 429, method="PATCH", retry_after=5, count=2)
+        assert fake.faults()[path] == {"pending": 2, "fired": 1}
     finally:
         fake.stop()
     assert fake.process.returncode == 0
