@@ -89,13 +89,14 @@ class PrometheusSourceConfig(SettingsModel):
         "path can then read the credentials.",
     )
     requests_per_second: float = Field(
-        default=100.0,
+        default=200.0,
         gt=0,
         description="Requests a second this daemon sends to this URL, all targets together "
-        "(client-side rate limit, like client-go's QPS).",
+        "(client-side rate limit, like client-go's QPS). 1,000 targets at a 15 s interval "
+        "need about 67.",
     )
     burst: int = Field(
-        default=200, ge=1, description="Requests that may go at once above requests_per_second."
+        default=400, ge=1, description="Requests that may go at once above requests_per_second."
     )
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:

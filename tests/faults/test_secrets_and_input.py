@@ -36,7 +36,7 @@ from daemon.redact import redact_text, redact_url, register_secret
 from daemon.runtime.logging import JsonFormatter, TextFormatter
 from tests.e2e.daemon_process import REPO, DaemonProcess
 from tests.support.fake_kube import FakeKubeProcess, write_kubeconfig
-from tests.support.fake_prometheus import FakePrometheus
+from tests.support.fake_prometheus import FakePrometheus, Fault
 from tests.support.moto_server import free_port
 
 SECRETS = ("s3cret", "t0psecret")
@@ -479,3 +479,44 @@ async def _until(predicate: Callable[[], bool], daemon: DaemonProcess, what: str
         assert daemon.process.poll() is None, daemon.tail()
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what} not seen in 60 s; log tail:\n{daemon.tail()}")
+
+
+async def test_the_daemon_sends_nothing_to_prometheus_until_retry_after_passes(
+    tmp_path: Path, fake_kube: FakeKubeProcess
+) -> None:
+    prometheus = FakePrometheus()
+    url = await prometheus.start()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake_kube.url)
+    config = yaml.safe_load(_daemon_config(tmp_path, kubeconfig, 1, 1).read_text())
+    config["sources"] = {"prom": {"type": "prometheus", "url": url}}
+    # Two targets on one Prometheus: the hold applies to both.
+    config["targets"] = [
+        {**target, "source": "prom", "mode": "forecast-only"} for target in config["targets"]
+    ]
+    path = tmp_path / "elasticd.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    hold = 4.0
+
+    def served(status: int) -> list[float]:
+        return [seen.at for seen in prometheus.seen if seen.status == status]
+
+    daemon = DaemonProcess(path)
+    try:
+        # Steady state first: both targets have trained and tick every second.
+        await _until(lambda: len(daemon.events("trained")) >= 2, daemon, "two trained targets")
+        await _until(lambda: len(served(200)) >= 10, daemon, "ten answered queries")
+        prometheus.faults.append(Fault(429, f"{hold:g}"))
+        await _until(lambda: bool(served(429)), daemon, "the 429")
+        throttled_at = served(429)[0]
+        await _until(
+            lambda: any(at > throttled_at + hold for at in served(200)),
+            daemon,
+            "a query after the hold",
+        )
+    finally:
+        code, _ = await asyncio.to_thread(daemon.stop, 30)
+        await prometheus.stop()
+    during = [seen.at for seen in prometheus.seen if throttled_at < seen.at < throttled_at + hold]
+    assert during == [], f"{len(during)} requests inside the {hold:g} s Retry-After"
+    assert code == 0, daemon.tail()
+    assert "retry after" in "".join(daemon.raw)

@@ -12,6 +12,7 @@ import base64
 import datetime
 import ipaddress
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +24,13 @@ from tests.support.moto_server import free_port
 
 @dataclass
 class Seen:
-    """One request as the fake received it."""
+    """One request as the fake received it; ``at`` is ``time.monotonic()`` (the same clock
+    in every process of the machine) and ``status`` what the fake answered."""
 
     path: str
     authorization: str | None
+    at: float = 0.0
+    status: int = 200
 
 
 @dataclass
@@ -75,14 +79,17 @@ class FakePrometheus:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         header = request.headers.get("Authorization")
-        self.seen.append(Seen(request.path, header))
+        seen = Seen(request.path, header, time.monotonic())
+        self.seen.append(seen)
         if not self._authorised(header):
+            seen.status = 401
             return web.json_response(
                 {"status": "error", "errorType": "unauthorized", "error": "bad credentials"},
                 status=401,
             )
         if self.faults:
             fault = self.faults.pop(0)
+            seen.status = fault.status
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             return web.json_response(
                 {"status": "error", "errorType": "unavailable", "error": "slow down"},
