@@ -62,6 +62,9 @@ BEARER_TOKEN_ENV = "PROMETHEUS_BEARER_TOKEN"
 DEFAULT_REQUESTS_PER_SECOND = 200.0
 DEFAULT_BURST = 400
 
+# Headers whose value is a credential (registered with ``daemon.redact``, so never logged).
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
+
 # The throttle's name for this source's requests: reads only, one gate per URL.
 _READ = "read"
 
@@ -195,7 +198,14 @@ class PrometheusSource:
             if auth.password_file is not None
             else None
         )
-        for secret in (self._bearer, self._password):
+        secrets = [self._bearer, self._password]
+        # An Authorization (or API-key) header given in the config is a secret too.
+        secrets += [
+            value
+            for name, value in self._headers.items()
+            if name.lower() in _SECRET_HEADERS or name.lower().endswith(("-token", "-key"))
+        ]
+        for secret in secrets:
             if secret:
                 register_secret(secret)
         self._ssl = _ssl_setting(auth)
