@@ -385,10 +385,16 @@ class PrometheusSource:
                 f"{math.ceil(seconds)}s ({self._display_url}): {_error_text(body)}"
             )
         if status in (401, 403):
-            # A token may have rotated between our check and the server's: look again next time.
-            for secret in (self._bearer_file, self._password_file):
-                if secret is not None:
-                    secret.invalidate()
+            files = [file for file in (self._bearer_file, self._password_file) if file is not None]
+            if files:
+                # The file may have rotated between our read and the server's check, or be
+                # fixed without a restart: read it again next time, and retry meanwhile.
+                for file in files:
+                    file.invalidate()
+                raise TransientSourceError(
+                    f"Prometheus {endpoint}: credentials refused (HTTP {status}); "
+                    f"{files[0].path} is read again on the next try: {_error_text(body)}"
+                )
         else:
             self._throttle.succeeded(_READ)
         return _parse_response(endpoint, status, body)
