@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from daemon.core.conformal import ConformalSettings, ConformalTracker
@@ -41,8 +41,18 @@ class Board:
     total_short: float = 0.0
     total_steps: int = 0
 
-    def add(self, now: float, billed: int, short: bool, window_s: float) -> Board:
-        """One scored step (a step with a demand observation)."""
+    def add(
+        self, now: float, billed: int, short: bool, window_s: float, in_window: bool = True
+    ) -> Board:
+        """One scored step (a step with a demand observation); ``in_window`` False counts it in
+        the totals only (a policy's burn-in)."""
+        if not in_window:
+            return replace(
+                self,
+                total_billed=self.total_billed + billed,
+                total_short=self.total_short + short,
+                total_steps=self.total_steps + 1,
+            )
         keep = 1.0 if self.updated is None else math.exp(-max(0.0, now - self.updated) / window_s)
         return Board(
             billed=self.billed * keep + billed,
@@ -70,6 +80,29 @@ def smoothed_share(short: float, steps: float, target: float) -> float:
     return (short + 1.0) / (steps + prior)
 
 
+def exchange_rate(frontier: tuple[list[float], list[float]], share: float, target: float) -> float:
+    """How much a plan at short share ``share`` would cost at the target, relative to now, by
+    the frontier's shape: ``B(target) / B(share)``, interpolated in log-log between the arms
+    (flat beyond them: no credit for a trade-off nobody measured)."""
+    shares, costs = frontier
+    at_target = _interp(math.log(target), shares, costs)
+    at_share = _interp(math.log(share), shares, costs)
+    return math.exp(at_target - at_share)
+
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    if x <= xs[0]:
+        return ys[0]
+    if x >= xs[-1]:
+        return ys[-1]
+    for (x0, y0), (x1, y1) in zip(
+        zip(xs, ys, strict=True), zip(xs[1:], ys[1:], strict=True), strict=True
+    ):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return ys[-1]
+
+
 def adjusted_cost(
     billed: float, short: float, steps: float, target: float, elasticity: float
 ) -> float:
@@ -87,8 +120,9 @@ def adjusted_cost(
     return float(cost * (smoothed_share(short, steps, target) / target) ** elasticity)
 
 
-DEFAULT_UTILISATIONS: tuple[float, ...] = tuple(round(0.3 + 0.05 * i, 2) for i in range(15))
-"""Target utilisations the reactive rule is tuned over: 0.30 .. 1.00."""
+DEFAULT_UTILISATIONS: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(19))
+"""Target utilisations the reactive rule is tuned over: 0.10 .. 1.00 (bursty targets need
+low ones to meet a small shortfall target at all)."""
 
 
 HPA_STABILISATION_S = 300.0
@@ -145,6 +179,23 @@ class ReactiveTuner:
             if smoothed_share(short, steps, target) <= target:
                 best = u
         return self.utilisations[0] if best is None else best
+
+    def frontier(self, target: float) -> tuple[list[float], list[float]] | None:
+        """The target's own cost/shortfall trade-off over the window: ``(log short shares,
+        log mean billed units)`` of the arms, by share, the cost made non-increasing in the
+        share (a plan can always spend more for nothing). None before any scored step."""
+        if not all(self._steps):
+            return None
+        points = sorted(
+            (math.log(smoothed_share(short, steps, target)), math.log(max(billed / steps, 1e-9)))
+            for short, steps, billed in zip(self._short, self._steps, self._billed, strict=True)
+        )
+        shares, costs = [p[0] for p in points], []
+        lowest = math.inf
+        for _, cost in points:
+            lowest = min(lowest, cost)
+            costs.append(lowest)
+        return shares, costs
 
     def step(
         self,

@@ -39,6 +39,7 @@ from daemon.core.candidates import (
     ReactiveTuner,
     TickCodec,
     adjusted_cost,
+    exchange_rate,
     hpa_stabilisation_s,
     smoothed_share,
 )
@@ -71,12 +72,13 @@ class TournamentSettings:
     """Policies that run in shadow and may act (``model`` always runs: it is the default)."""
     window_s: float = 7 * _DAY
     """Time constant of the scoreboard's exponential decay: the trailing window it scores."""
-    switch_margin: float = 0.03
+    switch_margin: float = 0.05
     """Another policy must score this much lower (relative) than the active one to win."""
-    switch_hold_s: float = 12 * _HOUR
+    switch_hold_s: float = 24 * _HOUR
     """... and keep winning by the margin for this long before the plan switches to it."""
     min_evidence_s: float = _DAY
-    """A policy competes only after this long in shadow."""
+    """A policy's burn-in: its first this long in shadow is not scored, and it competes after
+    as long again of scored steps."""
     demote_factor: float = 2.0
     """The active policy is demoted at once when its short share exceeds this times the target
     (with at least ``demote_min_expected`` short steps expected at the target in the window)."""
@@ -278,6 +280,7 @@ class Tournament:
 
     def scoreboard(self) -> tuple[CandidateScore, ...]:
         """Every candidate's score over the window, the active one marked."""
+        frontier = self._frontier()
         rows = []
         for name, candidate in self.candidates.items():
             board = candidate.board
@@ -285,7 +288,7 @@ class Tournament:
                 CandidateScore(
                     name=name,
                     label=candidate.label,
-                    score=self._score(board),
+                    score=self._board_score(board, frontier),
                     mean_billed=board.mean_billed,
                     short_share=board.short_share,
                     steps=board.steps,
@@ -349,8 +352,12 @@ class Tournament:
             offset = candidate.tracker.update(
                 index, inputs.demand if demand_ok else None, forecast, rung
             )
-        if candidate.started is None:
+        previous = state.forecast_source
+        if candidate.started is None or (previous and rung != previous):
+            # A new rung (the trained model replacing a fallback) is a new policy: its record
+            # starts afresh, as its calibration does in tick().
             candidate.started = inputs.now
+            candidate.board = Board()
         result, state = tick(
             self.planner,
             self._calibration_for(candidate.name),
@@ -370,26 +377,53 @@ class Tournament:
         )
         candidate.tick_state = state
         if result.short is not None:  # a new, valid sample: one scored step
+            assert candidate.started is not None
+            # A policy's first ``min_evidence_s`` is its burn-in: its calibration and the
+            # reactive rule's arms are still settling, and a week-long window would remember
+            # that start for a week. The canary's totals count from the start.
+            settled = inputs.now - candidate.started >= self.settings.min_evidence_s
             candidate.board = candidate.board.add(
-                inputs.now, state.landed.total, result.short, self.settings.window_s
+                inputs.now,
+                state.landed.total,
+                result.short,
+                self.settings.window_s,
+                in_window=settled or candidate.name == CHALLENGER,
             )
 
     # -- the referee --------------------------------------------------------------------
 
-    def _score(self, board: Board) -> float:
-        return adjusted_cost(
-            board.billed,
-            board.short,
-            board.steps,
-            self.calibration.shortfall_target,
-            self.settings.shortfall_elasticity,
-        )
+    def _frontier(self) -> tuple[list[float], list[float]] | None:
+        reactive = self.candidates.get(REACTIVE)
+        if reactive is None or reactive.tuner is None:
+            return None
+        return reactive.tuner.frontier(self.calibration.shortfall_target)
+
+    def _score(
+        self,
+        billed: float,
+        short: float,
+        steps: float,
+        frontier: tuple[list[float], list[float]] | None,
+    ) -> float:
+        """Cost at matched shortfall. The exchange rate between cost and short steps is the
+        target's own, measured by the reactive rule's arms when it runs; otherwise a fixed
+        elasticity (``adjusted_cost``)."""
+        target = self.calibration.shortfall_target
+        if frontier is None or steps <= 0:
+            return adjusted_cost(billed, short, steps, target, self.settings.shortfall_elasticity)
+        share = smoothed_share(short, steps, target)
+        return billed / steps * exchange_rate(frontier, share, target)
+
+    def _board_score(self, board: Board, frontier: tuple[list[float], list[float]] | None) -> float:
+        return self._score(board.billed, board.short, board.steps, frontier)
 
     def _eligible(self, name: str, now: float) -> bool:
         candidate = self.candidates.get(name)
         if name == CHALLENGER or candidate is None or candidate.started is None:
             return False
-        return now - candidate.started >= self.settings.min_evidence_s and candidate.board.steps > 0
+        # After its burn-in, as long again of scored steps.
+        settled = now - candidate.started >= 2 * self.settings.min_evidence_s
+        return settled and candidate.board.steps > 0
 
     def _too_short(self, board: Board) -> bool:
         """Far above the shortfall target, with enough steps for that to be evidence."""
@@ -408,9 +442,12 @@ class Tournament:
         contenders = [name for name in POLICIES if self._eligible(name, now)]
         if not contenders:
             return events
-        scores = {name: self._score(self.candidates[name].board) for name in contenders}
+        frontier = self._frontier()
+        scores = {
+            name: self._board_score(self.candidates[name].board, frontier) for name in contenders
+        }
         active_board = self.candidates[self.active].board
-        active_score = self._score(active_board) if self.active in scores else math.inf
+        active_score = scores.get(self.active, math.inf)
         if self.active in scores and self._too_short(active_board):
             safe = [
                 n
@@ -432,10 +469,20 @@ class Tournament:
                     )
                 )
                 return events
+        if self.active not in scores:
+            return events  # no evidence on the acting policy yet: nothing to compare
         best = min(contenders, key=lambda n: scores[n])
-        if best == self.active or not (
-            scores[best] < active_score * (1.0 - self.settings.switch_margin)
-        ):
+        home = self.settings.default
+        if self.active != home and home in scores and scores[home] <= active_score:
+            # The default policy (the trained model) is home: away from it, a tie is enough
+            # to return, while leaving it takes a clear margin. Ties never lock in a fallback.
+            best = home
+            wins = True
+        else:
+            wins = best != self.active and scores[best] < active_score * (
+                1.0 - self.settings.switch_margin
+            )
+        if not wins:
             self.leader, self.leading_since = None, None
             return events
         if self.leader != best:
@@ -449,8 +496,12 @@ class Tournament:
                     "switch",
                     best,
                     f"{best} scored {scores[best]:.4g} units a step at the target against "
-                    f"{self.active}'s {active_score:.4g} (margin "
-                    f"{100 * self.settings.switch_margin:g}%) for {held:.1f} h",
+                    f"{self.active}'s {active_score:.4g} for {held:.1f} h"
+                    + (
+                        " (the default policy wins ties)"
+                        if best == home
+                        else f" (margin {100 * self.settings.switch_margin:g}%)"
+                    ),
                 )
             )
         return events
@@ -476,20 +527,16 @@ class Tournament:
             return
         champion = self.candidates[MODEL].board
         base = self.canary_base
-        champion_score = adjusted_cost(
+        frontier = self._frontier()
+        champion_score = self._score(
             champion.total_billed - base.total_billed,
             champion.total_short - base.total_short,
             champion.total_steps - base.total_steps,
-            self.calibration.shortfall_target,
-            self.settings.shortfall_elasticity,
+            frontier,
         )
         board = challenger.board
-        challenger_score = adjusted_cost(
-            board.total_billed,
-            board.total_short,
-            board.total_steps,
-            self.calibration.shortfall_target,
-            self.settings.shortfall_elasticity,
+        challenger_score = self._score(
+            board.total_billed, board.total_short, board.total_steps, frontier
         )
         wins = challenger_score <= champion_score * (1.0 + self.settings.canary_margin)
         if wins and not self._too_short(board):

@@ -158,11 +158,11 @@ def test_switches_only_after_winning_by_the_margin_for_the_hold_time() -> None:
     switches = [(i, e) for i, r in enumerate(results) for e in r.events]
     assert [e.kind for _, e in switches] == ["switch"]
     at, event = switches[0]
-    # Eligible after 10 minutes, then winning for 30 minutes: never before 40 steps.
-    assert at == 40
+    # Ten minutes of burn-in, ten of scored evidence, then winning for 30 minutes.
+    assert at == 50
     assert (event.from_policy, event.to_policy) == (MODEL, SEASONAL)
     assert "seasonal_naive scored" in event.explanation
-    assert [r.active for r in results[:40]] == [MODEL] * 40
+    assert [r.active for r in results[:50]] == [MODEL] * 50
     assert results[-1].tick.decision.desired == 12
     assert results[-1].tick.decision.reasons[-1] == "policy=seasonal_naive"
 
@@ -177,14 +177,15 @@ def test_a_lead_that_is_lost_restarts_the_hold() -> None:
     # A short window, so the scores follow the last few minutes.
     tournament = _tournament(window_s=300.0)
 
-    # Seasonal-naive is cheaper for 20 minutes, then dearer, then cheaper again.
+    # Seasonal-naive is cheaper for 35 minutes, then dearer, then cheaper again.
     def forecasts(i: int, _d: float) -> dict[str, tuple[float | None, str]]:
-        seasonal = 12.0 if i < 20 or i >= 60 else 90.0
+        seasonal = 12.0 if i < 35 or i >= 60 else 90.0
         return {MODEL: (30.0, "model"), SEASONAL: (seasonal, SEASONAL)}
 
     results = _run(tournament, [10.0] * 200, forecasts)
     first = next(i for i, r in enumerate(results) if r.events)
-    # It led from minute 10 to about 20, lost the lead, and must hold it 30 minutes anew.
+    # It led from minute 20 (when it became eligible) to about 36, short of the 30 minutes;
+    # it lost the lead, and must hold it 30 minutes anew from about minute 61.
     assert first >= 60 + 30
 
 
