@@ -88,18 +88,25 @@ class NodeLink:
         calibration: CalibrationState,
         current_replicas: int,
         pods_desired: int,
+        *,
+        pods_forecast: float | None = None,
     ) -> tuple[LayerPlan, float | None]:
         """The plan for this pod tick (posted on the board) and the node-lead forecast used.
 
         ``calibration``: the pod tick's state; its integral (driven by the pods' short steps)
         applies to the node-lead forecast too, with the node forecaster's own residuals as
-        the conformal part.
+        the conformal part. ``pods_forecast``: the pod tick's own calibrated forecast, a
+        lower bound of the node-lead one.
         """
         base, _ = self.forecaster.forecast(now)
         forecast: float | None = None
         if base is not None and math.isfinite(base):
             state = replace(calibration, conformal=self.forecaster.conformal_offset())
             forecast = calibrated(base, state, self.forecaster.calibration_settings())
+        if pods_forecast is not None and math.isfinite(pods_forecast):
+            # The node-lead window contains the pods' own, so its peak is at least theirs: two
+            # models that disagree must not leave the nodes behind the pods they host.
+            forecast = pods_forecast if forecast is None else max(forecast, pods_forecast)
         nodes = self.node_target
         # The node group's own schedule, a node lead time early, bounds what is asked of it.
         low, high = schedule_at(nodes, now).plan_bounds

@@ -33,6 +33,7 @@ from daemon.core.tick import TickInputs, TickResult, TickState, tick
 from daemon.core.types import PlannerSettings
 from daemon.errors import (
     ActuatorError,
+    FencedError,
     PermanentActuatorError,
     PermanentSourceError,
     SourceError,
@@ -247,7 +248,11 @@ class Reconciler:
         layers: dict[str, Any] | None = None
         if self.node_link is not None:
             plan, node_forecast = self.node_link.plan(
-                now, self.state.calibration, capacity.desired, result.decision.desired
+                now,
+                self.state.calibration,
+                capacity.desired,
+                result.decision.desired,
+                pods_forecast=result.forecast,
             )
             layers = {
                 "node_target": self.node_link.node_target.name,
@@ -388,10 +393,31 @@ class Reconciler:
             return None, None, NOT_LEADER
         # Written, failed or timed out, the size may have changed: the next tick reads it.
         self._size_read = None
+        # The lease's write deadline bounds the whole write, and the actuator checks it again
+        # right before each request: a leader frozen mid-write (SIGSTOP) that resumes after
+        # losing the Lease must not land a write over its successor's.
+        deadline = self.leadership.write_deadline()
+        timeout = WRITE_TIMEOUT_S
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+            if timeout <= 0:
+                self.telemetry.record_fenced_write(self.name)
+                fenced = FencedError("not written: the lease no longer guarantees a sole writer")
+                return None, self._actuator_failed("write", fenced), None
         try:
             scaled = await asyncio.wait_for(
-                self.actuator.scale(decision.desired), timeout=WRITE_TIMEOUT_S
+                self.actuator.scale(
+                    decision.desired,
+                    # Conditional on what the decision was made from: a size changed since
+                    # (another writer, a successor) is a conflict, re-planned next tick.
+                    expected=capacity.desired,
+                    deadline=deadline,
+                ),
+                timeout=timeout,
             )
+        except FencedError as error:
+            self.telemetry.record_fenced_write(self.name)
+            return None, self._actuator_failed("write", error), None
         except (ActuatorError, TimeoutError) as error:
             return None, self._actuator_failed("write", error), None
         self._last_written = scaled.applied

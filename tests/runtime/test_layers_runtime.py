@@ -128,6 +128,8 @@ async def test_nodes_are_asked_for_a_node_lead_time_ahead_of_the_pods_they_host(
     fake.seed(web_deployment(2))
     settings = factory_harness.settings(
         targets(),
+        # The test ticks once a simulated minute: one wall second at the simulator's speed.
+        interval="1s",
         training={"history_window": "14d"},
         kubernetes=kube_settings,
         aws={"region": REGION, "endpoint_url": moto_endpoint},

@@ -452,6 +452,9 @@ class SwitchableLeadership:
     def leading(self) -> asyncio.Event:
         return self._leading
 
+    def write_deadline(self) -> float | None:
+        return None if self.leader else -math.inf
+
     async def run(self) -> None:
         return None
 
