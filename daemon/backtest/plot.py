@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # no screen on servers and in CI
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from numpy.typing import NDArray
 
 from daemon.backtest.baselines import (
@@ -31,6 +32,33 @@ def _dates(times: NDArray[np.float64]) -> NDArray[np.float64]:
 
 def _closest(points: list[BaselinePoint], cost_ratio: float) -> BaselinePoint:
     return min(points, key=lambda p: abs(p.cost_ratio - cost_ratio))
+
+
+def _mark_switches(result: Backtest, axes: Axes, since: float = -np.inf) -> None:
+    """A vertical line at each change of the acting policy, labelled with the new one."""
+    first = True
+    for event in result.plan.switches:
+        if event.kind not in ("switch", "demote") or event.at < since:
+            continue
+        at = _dates(np.array([event.at]))[0]
+        axes.axvline(
+            at,
+            color="tab:purple",
+            lw=0.8,
+            ls="--",
+            label="policy switch" if first else None,
+        )
+        axes.annotate(
+            event.to_policy,
+            (at, 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            fontsize=7,
+            va="top",
+            ha="right",
+            color="tab:purple",
+        )
+        first = False
 
 
 def write_plot(result: Backtest, path: Path, title: str) -> None:
@@ -66,6 +94,7 @@ def write_plot(result: Backtest, path: Path, title: str) -> None:
         color="0.92",
         label="warm-up (not scored)",
     )
+    _mark_switches(result, whole)
     whole.set_ylabel("demand / capacity")
     whole.legend(loc="upper left", ncols=3, fontsize=8)
 
@@ -101,6 +130,7 @@ def write_plot(result: Backtest, path: Path, title: str) -> None:
         zorder=5,
         label="plan short",
     )
+    _mark_switches(result, zoom, since=float(trace.times[-1] - ZOOM_S))
     zoom.set_title("last two days, baselines at about the plan's cost", fontsize=10)
     zoom.xaxis.set_major_formatter(mdates.DateFormatter("%a %H:%M"))  # type: ignore[no-untyped-call]
     whole.xaxis_date()
