@@ -32,6 +32,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
 from daemon.core.types import Reason
+from daemon.redact import redact_text
 
 __all__ = [
     "HealthState",
@@ -412,7 +413,9 @@ _MAX_ERROR_TEXT = 300
 
 
 def _error_text(error: str | BaseException) -> str:
+    """An error as the health body shows it: secrets masked (a source URL's password), cut."""
     text = (str(error) or type(error).__name__) if isinstance(error, BaseException) else error
+    text = redact_text(text)
     return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 3] + "..."
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -320,6 +321,14 @@ def test_long_error_texts_are_cut() -> None:
     health.actuator_failed("web", "x" * 5_000)
     error = health.target_report("web")["actuator"]["error"]
     assert len(error) == 300 and error.endswith("...")
+
+
+def test_error_texts_in_the_report_never_show_a_secret() -> None:
+    health = HealthState()
+    health.set_targets(["web"])
+    health.source_failed("web", "Prometheus query timed out: http://ops:s3cret@prom:9090/api")
+    report = json.dumps(health.report())
+    assert "s3cret" not in report and "ops:***@prom:9090" in report
 
 
 def test_a_removed_target_leaves_the_report() -> None:
