@@ -251,7 +251,11 @@ class LeaderElector:
                 await self._write_released()
             except _REQUEST_ERRORS as error:
                 # The lease then simply expires; a successor waits one lease duration.
-                log.warning("could not release the lease: %s", _short(error), extra=self._extra())
+                log.warning(
+                    "could not release the lease: %s",
+                    _short(error, self.renew_deadline),
+                    extra=self._extra(),
+                )
 
     # -- one attempt ----------------------------------------------------------------------
 
@@ -291,7 +295,7 @@ class LeaderElector:
             if isinstance(error, ApiException) and error.status == 409:
                 log.debug("lost a race for the lease", extra=self._extra())
             else:
-                log.warning("lease request failed: %s", _short(error), extra=self._extra())
+                log.warning("lease request failed: %s", _short(error, limit_s), extra=self._extra())
             return _Outcome.FAILED
 
     async def _try_acquire_or_renew(self) -> _Outcome:
@@ -408,9 +412,10 @@ def _micro_time(moment: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _short(error: BaseException) -> str:
+def _short(error: BaseException, limit_s: float) -> str:
+    """One line naming the failure; never empty (a TimeoutError's own text is)."""
     if isinstance(error, ApiException):
         return f"HTTP {error.status} {error.reason}"
     if isinstance(error, TimeoutError):
-        return "timed out"
-    return f"{type(error).__name__}: {error}"
+        return f"timed out after {limit_s:.3g}s"
+    return f"{type(error).__name__}: {error}".rstrip(": ")

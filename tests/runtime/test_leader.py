@@ -174,7 +174,9 @@ async def test_renew_failures_drop_leadership_before_the_lease_expires(
 
 
 async def test_a_hung_renew_request_cannot_outlive_the_deadline(
-    fake_kube: FakeKube, elector_factory: Callable[..., LeaderElector]
+    fake_kube: FakeKube,
+    elector_factory: Callable[..., LeaderElector],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     elector = elector_factory("a")
     await until(lambda: elector.is_leader)
@@ -182,8 +184,12 @@ async def test_a_hung_renew_request_cannot_outlive_the_deadline(
     fake_kube.inject_fault(LEASE_PATH, None, count=10_000, delay=RENEW_S + 0.5)
     stuck_from = time.monotonic()
 
-    await until(lambda: not elector.is_leader, within=RENEW_S + 1.0)
-    assert time.monotonic() - stuck_from <= RENEW_S + 0.3  # polling slack on a busy machine
+    with caplog.at_level(logging.WARNING, logger="elasticd.leader"):
+        await until(lambda: not elector.is_leader, within=RENEW_S + 1.0)
+        assert time.monotonic() - stuck_from <= RENEW_S + 0.3  # polling slack on a busy machine
+        await until(lambda: "stopped leading" in caplog.text, within=2.0)
+    # The log says what happened, not an empty TimeoutError.
+    assert "lease request failed: timed out after " in caplog.text
     fake_kube.clear_faults()
 
 
