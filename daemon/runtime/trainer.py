@@ -376,6 +376,16 @@ class ModelTrainer:
 
     # -- fits ---------------------------------------------------------------------------
 
+    async def run_cadence(self) -> None:
+        """Refit every ``training.cadence`` until cancelled; a failed fit keeps the forecaster
+        in use, is logged and shows in /readyz, and the next one is tried on time."""
+        while True:
+            await asyncio.sleep(self.training.cadence)
+            try:
+                await self.fit()
+            except Exception as error:
+                self._training_failed(error)
+
     async def fit(self, *, read_source: bool = True) -> str:
         """Read the training history from the source and fit on it in a worker thread, then
         save the model; companions after it, each its own fit. ``read_source`` False: fit

@@ -319,3 +319,34 @@ async def test_a_corrupt_saved_model_is_quarantined_and_replaced_at_start(
     assert len(quarantined(models, "sim")) == 1
     # The fit's own artifact replaced it, and loads.
     assert trainer.forecaster.load(models, "sim") is None
+
+
+class FailingFitSource(SimulatorSource[Any]):
+    """History reads that return a value a fit cannot use (a wrong-length series)."""
+
+    async def history(
+        self, query: MetricQuery[Any], start: float, end: float, step: float
+    ) -> Series:
+        good = await super().history(query, start, end, step)
+        return Series(good.timestamps, good.values[:-1])
+
+
+async def test_a_failed_cadence_fit_is_reported_and_the_next_is_tried(tmp_path: Path) -> None:
+    world = _world()
+    health = HealthState()
+    health.set_targets(["sim"])
+    trainer = _trainer(
+        tmp_path,
+        FailingFitSource(world),
+        world,
+        health=health,
+        training={"cadence": "0.01s"},
+    )
+    assert not trainer.started.is_set()
+    task = asyncio.create_task(trainer.run_cadence())
+    await _until(lambda: health.target_report("sim")["model"]["error"] is not None, "an error")
+    assert not task.done()  # the loop goes on after a failed fit
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "training failed" in health.target_report("sim")["model"]["error"]
