@@ -72,7 +72,7 @@ def test_seasonal_peak_refuses_a_window_that_reaches_the_future() -> None:
 def test_no_feature_row_changes_when_the_future_changes(cut: int, factor: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
     spec = FeatureSpec(step_s=3600.0, lead_steps=3, scale=10.0)
-    times = 1_767_571_200.0 + 3600.0 * np.arange(500)
+    times = 1_767_571_200.0 + 3600.0 * np.arange(500, dtype=np.float64)
     values = rng.gamma(2.0, 20.0, 500)
     values[rng.random(500) < 0.05] = np.nan
     changed = values.copy()
@@ -85,7 +85,7 @@ def test_no_feature_row_changes_when_the_future_changes(cut: int, factor: float,
 
 def test_feature_matrix_has_one_named_column_each() -> None:
     spec = FeatureSpec(step_s=300.0, lead_steps=2, scale=100.0)
-    times = 1_767_571_200.0 + 300.0 * np.arange(100)
+    times = 1_767_571_200.0 + 300.0 * np.arange(100, dtype=np.float64)
     features = build_features(times, np.full(100, 250.0), spec)
     assert features.matrix.shape == (100, len(FEATURE_NAMES))
     # A flat demand has nothing to forecast: the target is zero relative to the anchor.

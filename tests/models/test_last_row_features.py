@@ -22,7 +22,7 @@ def test_last_row_matches_build_features(
 ) -> None:
     rng = np.random.default_rng(seed)
     spec = FeatureSpec(step_s=step, lead_steps=lead_steps, scale=25.0)
-    times = 1_767_571_200.0 + step * np.arange(size)
+    times = 1_767_571_200.0 + step * np.arange(size, dtype=np.float64)
     values = rng.gamma(2.0, 30.0, size)
     values[rng.random(size) < gaps] = np.nan
     full = build_features(times, values, spec)
