@@ -134,7 +134,8 @@ class ModelTrainer:
 
     async def start(self) -> None:
         """History, then a model: the saved one if allowed and accepted, else a fresh fit.
-        The refits on the cadence are driven by the target's runtime, which owns the task.
+        The refits on the cadence are driven by the target's runtime, which owns the task
+        (``run_cadence``).
 
         History that cannot be read within ``HISTORY_ATTEMPTS`` goes on being retried in the
         background (the target starts on the fallback meanwhile); a model that fails later
@@ -146,14 +147,15 @@ class ModelTrainer:
             forecaster.on_model_failure(self._model_failed)
         loaded = await self.load_history()
         if not self.training.retrain_on_start:
-            refused = await asyncio.to_thread(self._load_all)
+            refused, corrupt = await asyncio.to_thread(self._load_all)
             if refused is None:
                 log.info("loaded saved model", extra={"target": self.name, "event": "model_loaded"})
                 self._report_model()
                 self.started.set()
                 self._retry_history_later(loaded)
                 return
-            self.telemetry.record_model_failure(self.name, "load")
+            if corrupt:
+                self.telemetry.record_model_failure(self.name, "load")
             log.warning(
                 "saved model not used, training instead: %s",
                 refused,
@@ -189,15 +191,17 @@ class ModelTrainer:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    def _load_all(self) -> str | None:
-        """Every saved model, or why one was refused (then all are fitted afresh). A refused
-        artifact is quarantined by its forecaster, which owns it."""
+    def _load_all(self) -> tuple[str | None, bool]:
+        """Every saved model, or why one was refused (then all are fitted afresh) and whether
+        it was there to refuse (not merely missing). A refused artifact is quarantined by its
+        forecaster, which owns it."""
         for name, forecaster in self._models():
+            existed = any((self.model_dir / f"{name}{ext}").exists() for ext in (".json", ".pkl"))
             refused = forecaster.load(self.model_dir, name, owner=True)
             if refused is not None:
-                return f"{name}: {refused}"
+                return f"{name}: {refused}", existed
             self.telemetry.set_model_trained_at(self.name, forecaster.trained_at or self.clock())
-        return None
+        return None, False
 
     def _report_model(self, error: str | None = None) -> None:
         """The model in use, as /readyz shows it."""

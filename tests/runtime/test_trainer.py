@@ -319,6 +319,28 @@ async def test_a_corrupt_saved_model_is_quarantined_and_replaced_at_start(
     assert len(quarantined(models, "sim")) == 1
     # The fit's own artifact replaced it, and loads.
     assert trainer.forecaster.load(models, "sim") is None
+    assert _sample(trainer, "elasticd_model_failures_total", stage="load", target="sim") == 1
+
+
+async def test_a_missing_saved_model_is_trained_without_counting_a_failure(
+    tmp_path: Path,
+) -> None:
+    world = _world()
+    trainer = _trainer(
+        tmp_path, SimulatorSource(world), world, training={"retrain_on_start": False}
+    )
+    await trainer.start()
+    assert trainer.forecaster.forecaster_name == "model"
+    assert _sample(trainer, "elasticd_model_failures_total", stage="load", target="sim") is None
+    assert not quarantined(tmp_path / "models", "sim")
+
+
+def _sample(trainer: ModelTrainer, name: str, **labels: str) -> float | None:
+    for family in trainer.telemetry.registry.collect():
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
 
 
 class FailingFitSource(SimulatorSource[Any]):
