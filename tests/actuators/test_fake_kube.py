@@ -256,7 +256,8 @@ async def test_retry_after_request_log_and_client_scoped_faults(
             "web", "default", {"spec": {"replicas": 3}}, _content_type=MERGE
         )
     assert caught.value.status == 429
-    assert caught.value.headers["Retry-After"] == "7"
+    headers = caught.value.headers
+    assert headers is not None and headers["Retry-After"] == "7"
     assert fake_kube.pending_faults(path) == 5
 
     assert [(r.verb, r.status, r.client) for r in fake_kube.requests_to(path)] == [
