@@ -23,8 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from daemon.core.conformal import ConformalSettings, ConformalTracker
-from daemon.core.reactive import hpa_recommendation
-from daemon.core.stabilisation import stabilise_scale_down
+from daemon.core.reactive import units_to_serve
 from daemon.core.tick import TickState
 from daemon.core.types import PlannerSettings
 
@@ -120,9 +119,12 @@ def adjusted_cost(
     return float(cost * (smoothed_share(short, steps, target) / target) ** elasticity)
 
 
-DEFAULT_UTILISATIONS: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(19))
-"""Target utilisations the reactive rule is tuned over: 0.10 .. 1.00 (bursty targets need
-low ones to meet a small shortfall target at all)."""
+DEFAULT_UTILISATIONS: tuple[float, ...] = (
+    *(0.1, 0.2, 0.3, 0.4, 0.5),
+    *(round(0.6 + 0.05 * i, 2) for i in range(9)),
+)
+"""Target utilisations the reactive rule is tuned over: 0.10 .. 1.00, finer where most
+targets settle (bursty ones need low settings to meet a small shortfall target at all)."""
 
 
 HPA_STABILISATION_S = 300.0
@@ -211,23 +213,43 @@ class ReactiveTuner:
             if self._updated is not None:
                 keep = math.exp(-max(0.0, now - self._updated) / window_s)
             self._updated = now
+        tolerance = planner.reactive_tolerance
+        cutoff = now - hpa_stabilisation_s(planner)
+        lead_s = planner.lead_s
+        ready_all, recs_all = self._ready, self._recs
+        short_all, steps_all, billed_all = self._short, self._steps, self._billed
         for a, u in enumerate(self.utilisations):
             pending = self._pending[a]
+            ready = ready_all[a]
             while pending and pending[0][0] <= now:
-                self._ready[a] += pending.pop(0)[1]
-            ready = self._ready[a]
-            total = ready + sum(units for _, units in pending)
+                ready += pending.pop(0)[1]
+            ready_all[a] = ready
             if demand is None:
                 continue
-            short = demand > ready * unit
-            raw = hpa_recommendation(demand, total, unit, u, planner.reactive_tolerance)
-            desired, self._recs[a] = stabilise_scale_down(
-                self._recs[a], now, hpa_stabilisation_s(planner), raw
-            )
+            total = ready
+            for _, units in pending:
+                total += units
+            # hpa_recommendation(demand, total, unit, u, tolerance), inlined (per arm per step).
+            per_unit = unit * u
+            if total > 0 and abs(demand / (total * per_unit) - 1.0) <= tolerance:
+                raw = total
+            else:
+                raw = units_to_serve(demand, per_unit)
+            # The HPA's scale-down stabilisation: the highest recommendation in the window
+            # (the same rule as daemon.core.stabilisation, inlined: this runs per arm per step).
+            kept = [r for r in recs_all[a] if r[0] >= cutoff]
+            desired = raw
+            for _, past in kept:
+                if past > desired:
+                    desired = past
+            while kept and kept[-1][1] <= raw and kept[-1][0] <= now:
+                kept.pop()
+            kept.append((now, raw))
+            recs_all[a] = tuple(kept)
             if not self._started:
-                self._ready[a] = desired
+                ready_all[a] = desired
             elif desired > total:
-                pending.append((now + planner.lead_s, desired - total))
+                pending.append((now + lead_s, desired - total))
             elif desired < total:
                 surplus = total - desired
                 while surplus and pending:
@@ -238,10 +260,10 @@ class ReactiveTuner:
                         pending.pop()
                     else:
                         pending[-1] = (at, units - take)
-                self._ready[a] -= surplus
-            self._short[a] = self._short[a] * keep + short
-            self._steps[a] = self._steps[a] * keep + 1.0
-            self._billed[a] = self._billed[a] * keep + desired
+                ready_all[a] -= surplus
+            short_all[a] = short_all[a] * keep + (demand > ready * unit)
+            steps_all[a] = steps_all[a] * keep + 1.0
+            billed_all[a] = billed_all[a] * keep + desired
         if demand is not None:
             self._started = True
 
