@@ -288,7 +288,7 @@ async def _fetch(
     if isinstance(config, PrometheusSourceConfig):
         from daemon.sources.prometheus import PrometheusSource
 
-        source = PrometheusSource(config.url, timeout_s=config.timeout, headers=config.headers)
+        source = PrometheusSource.from_config(config)
     elif isinstance(config, CloudWatchSourceConfig):
         from daemon.sources.cloudwatch import CloudWatchSource
 

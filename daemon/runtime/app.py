@@ -50,6 +50,7 @@ from daemon.backtest.trace import Trace, load_trace
 from daemon.errors import ActuatorError, ConfigError
 from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
+from daemon.ratelimit_client import throttle_for
 from daemon.runtime.decision_state import DecisionStateStore
 from daemon.runtime.layers import NODE_MODEL_SUFFIX, LayerBoard, NodeLink, node_shape
 from daemon.runtime.planning import forecast_settings, node_layer_lead, tick_delay
@@ -358,9 +359,7 @@ class TargetFactory:
                 ("prometheus", config.url), _prometheus_session, _close_session
             )
             closers.append(release)
-            return PrometheusSource(
-                config.url, timeout_s=config.timeout, headers=config.headers, session=session
-            )
+            return PrometheusSource.from_config(config, session=session)
         if isinstance(config, CloudWatchSourceConfig):
             region = aws_region(config.region or settings.aws.region, f"{where}.source")
             return CloudWatchSource(
@@ -400,9 +399,17 @@ class TargetFactory:
             return SimulatorActuator(world, target.name), None
         if isinstance(target, KubernetesWorkloadTarget):
             kubeconfig, in_cluster = kube_client_config(settings)
+            kube = settings.kubernetes
+
+            async def open_api() -> client.ApiClient:
+                api = await kube_api_client(kubeconfig, in_cluster)
+                # One token bucket for the client every target shares (client-go's QPS/burst).
+                throttle_for(api, qps=kube.qps, burst=kube.burst)
+                return api
+
             api, release = await self.shared.clients.acquire(
-                ("kubernetes", kubeconfig, in_cluster),
-                lambda: kube_api_client(kubeconfig, in_cluster),
+                ("kubernetes", kubeconfig, in_cluster, kube.qps, kube.burst),
+                open_api,
                 _close_api_client,
             )
             closers.append(release)

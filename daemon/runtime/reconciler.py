@@ -162,6 +162,8 @@ class Reconciler:
         # later read means another writer changed it (a GitOps controller, a person, an HPA).
         self._last_written: int | None = None
         self._stopping: asyncio.Event | None = None
+        # Why this tick's demand could not be used, for the audit (None: it could).
+        self._source_error: str | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Tick every ``interval_s`` until ``stopping`` is set; a tick in flight finishes.
@@ -197,6 +199,7 @@ class Reconciler:
         if isinstance(capacity_or_error, BaseException):
             return await self._unreadable(now, checked, capacity_or_error)
         capacity = capacity_or_error
+        self.health.actuator_ok(self.name)
         if not self._state_loaded:
             self._load_state(now, capacity)
         override = await self._external_override(capacity)
@@ -278,6 +281,9 @@ class Reconciler:
             # Short on the target's real capacity although the plan's own would have served:
             # its writes did not take effect. Counted apart; the calibration does not learn it.
             self.telemetry.record_not_applied_step(self.name)
+        # Decided, whatever the write does next: readiness means "deciding", and a write that
+        # fails is reported on the actuator's own line.
+        self.health.decided(self.name, self.interval_s)
         scaled, error, skipped = await self._act(result, capacity)
         self._save_state(now)
         self.ticks += 1
@@ -334,6 +340,8 @@ class Reconciler:
         if isinstance(outcome, BaseException):
             kind = "permanent" if isinstance(outcome, PermanentSourceError) else "transient"
             self.telemetry.record_source_error(self.name, kind)
+            self.health.source_failed(self.name, outcome)
+            self._source_error = f"{kind}: {outcome or type(outcome).__name__}"
             if not isinstance(outcome, SourceError):
                 log.error(
                     "metric read failed unexpectedly",
@@ -357,8 +365,11 @@ class Reconciler:
         checked = check_latest(
             outcome, now=now, max_age_s=self.settings.max_demand_age_s, negative=self.negative
         )
+        self._source_error = None
         if checked.rule not in (Rule.OK, Rule.NEGATIVE_CLAMPED):
             self.telemetry.record_source_error(self.name, checked.rule.value)
+            self._source_error = f"demand unusable: {checked.rule.value}"
+            self.health.source_failed(self.name, self._source_error)
             log.warning(
                 "demand unusable (%s): holding, no scale-down",
                 checked.rule.value,
@@ -419,7 +430,7 @@ class Reconciler:
             self.telemetry.record_fenced_write(self.name)
             return None, self._actuator_failed("write", error), None
         except (ActuatorError, TimeoutError) as error:
-            return None, self._actuator_failed("write", error), None
+            return None, self._actuator_failed("write", error, timeout_s=timeout), None
         self._last_written = scaled.applied
         if scaled.written:
             self.telemetry.record_write(self.name)
@@ -457,13 +468,16 @@ class Reconciler:
         # people, and must not delay or fail the tick that already wrote.
         await events.recorder.record(events.kind, events.name, reason, message)
 
-    def _actuator_failed(self, what: str, error: BaseException) -> str:
+    def _actuator_failed(
+        self, what: str, error: BaseException, *, timeout_s: float | None = None
+    ) -> str:
         kind = "permanent" if isinstance(error, PermanentActuatorError) else "transient"
         self.telemetry.record_actuator_error(self.name, kind)
+        self.health.actuator_failed(self.name, f"{what}: {error or type(error).__name__}")
         # str() of a bare TimeoutError is empty: say what happened rather than nothing.
         text = str(error) or type(error).__name__
         if isinstance(error, TimeoutError) and not str(error):
-            text = f"timed out after {WRITE_TIMEOUT_S:g}s" if what == "write" else "timed out"
+            text = f"timed out after {timeout_s:.3g}s" if timeout_s is not None else "timed out"
         message = f"{what} failed ({kind}): {text}"
         extra = {"target": self.name, "kind": kind, "actuator": self.actuator.describe()}
         if kind == "permanent":
@@ -482,7 +496,12 @@ class Reconciler:
             AuditRecord(
                 target=self.name,
                 reason="target_unreadable",
-                inputs={"now": now, "demand": checked.value, "demand_rule": checked.rule.value},
+                inputs={
+                    "now": now,
+                    "demand": checked.value,
+                    "demand_rule": checked.rule.value,
+                    **({"source_error": self._source_error} if self._source_error else {}),
+                },
                 error=message,
             )
         )
@@ -604,6 +623,8 @@ class Reconciler:
         }
         if report.skipped is not None:
             inputs["skipped"] = report.skipped
+        if self._source_error is not None:
+            inputs["source_error"] = self._source_error
         if report.result.short is not None:
             inputs["short"] = report.result.short
             inputs["plan_short"] = report.result.plan_short

@@ -122,6 +122,15 @@ class KubernetesConfig(SettingsModel):
         default="auto",
         description="Use the pod's service account; 'auto' does so when running in a pod.",
     )
+    qps: float = Field(
+        default=50.0,
+        gt=0,
+        description="Requests per second to the API server, shared by every target (a token "
+        "bucket, like client-go's). 1,000 targets reading their size once a minute need ~17.",
+    )
+    burst: int = Field(
+        default=100, ge=1, description="Requests allowed at once above the steady qps."
+    )
 
 
 class AwsConfig(SettingsModel):

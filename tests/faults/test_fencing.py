@@ -179,7 +179,6 @@ def test_a_leader_frozen_inside_its_patch_never_lands_it(cluster: Cluster) -> No
     print(f"\na's last write error: {errors[-1:]}")
 
 
-@pytest.mark.xfail(reason="needs reconciler wiring", strict=False)
 def test_a_leader_frozen_before_its_patch_is_fenced(cluster: Cluster) -> None:
     a, b = two_daemons(cluster, size_read_max_age=0)
     # Hold the fresh read "a" makes inside scale(), just before its PATCH: the GET that comes

@@ -433,14 +433,6 @@ def test_main_turns_an_input_error_any_command_lets_through_into_one_line(
 # --- the daemon authenticates, and follows a rotated token ----------------------------
 
 
-# Remove once app.py builds Prometheus sources with ``PrometheusSource.from_config``.
-NEEDS_WIRING = pytest.mark.xfail(
-    reason="needs app.py wiring: PrometheusSource.from_config(config, session=session)",
-    strict=False,
-)
-
-
-@NEEDS_WIRING
 async def test_the_daemon_sends_the_token_file_and_follows_its_rotation(
     tmp_path: Path, fake_kube: FakeKubeProcess
 ) -> None:
