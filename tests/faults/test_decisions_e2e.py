@@ -1,8 +1,10 @@
 """Fault matrix, issue 9 defects 1, 3 and 4: the real daemon must never act wrongly on its own.
 
 ``elasticd run`` (a subprocess) sizes Deployments on the fake Kubernetes API server (a
-subprocess too) from a scripted Prometheus in this process. Time is compressed: ticks every
-second, a 24 s stabilisation window where a test sets one.
+subprocess too), reading demand from a scripted Prometheus in this process (defects 3 and 4) or
+from the simulator source replaying a steady trace at 60x (defect 1, where the calibration must
+see a new sample each tick). Time is compressed: ticks every second, a 24 s stabilisation window
+where a test sets one.
 
 - Defect 1: writes that do not take effect (PATCH answering 409, 429, 500, 403; a GitOps
   controller resetting the replicas) must not inflate the forecast. Steady demand 100 at 10 a
@@ -21,6 +23,7 @@ second, a 24 s stabilisation window where a test sets one.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import stat
 import threading
@@ -30,9 +33,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
+from daemon.backtest.synthetic import write_trace_csv
+from daemon.backtest.trace import trace_from_arrays
 from tests.e2e.daemon_process import DaemonProcess
 from tests.support.fake_kube import FakeKubeProcess, write_kubeconfig
 from tests.support.scripted_prometheus import ScriptedPrometheus
@@ -90,15 +96,16 @@ def fake_kube(tmp_path: Path, replicas: dict[str, int], started: list[Any]) -> F
     return fake
 
 
-def target(workload: str, **extra: Any) -> dict[str, Any]:
+def target(workload: str, *, source: str = "prom", **extra: Any) -> dict[str, Any]:
     """An active Deployment target at 10 a unit; ``extra`` overrides (defaults otherwise)."""
+    query = {"query": query_of(workload)} if source == "prom" else {}
     return {
         "name": workload,
         "kind": "deployment",
         "namespace": NAMESPACE,
         "workload": workload,
-        "source": "prom",
-        "query": query_of(workload),
+        "source": source,
+        **query,
         "unit_capacity": UNIT,
         "lead_time": "30s",
         "min_units": 1,
@@ -110,6 +117,16 @@ def target(workload: str, **extra: Any) -> dict[str, Any]:
 def write_config(
     tmp_path: Path, prometheus: ScriptedPrometheus, fake: FakeKubeProcess, targets: list[Any]
 ) -> Path:
+    return write_config_with(
+        tmp_path, {"type": "prometheus", "url": prometheus.url, "timeout": "5s"}, fake, targets
+    )
+
+
+def write_config_with(
+    tmp_path: Path, source: dict[str, Any], fake: FakeKubeProcess, targets: list[Any]
+) -> Path:
+    """``source`` is the one source, named after its type (``prom``, ``sim``)."""
+    name = "prom" if source["type"] == "prometheus" else "sim"
     config = {
         "interval": "1s",
         "state_dir": str(tmp_path / "state"),
@@ -122,7 +139,7 @@ def write_config(
             "kubeconfig": str(write_kubeconfig(tmp_path / "kubeconfig", fake.url)),
             "in_cluster": False,
         },
-        "sources": {"prom": {"type": "prometheus", "url": prometheus.url, "timeout": "5s"}},
+        "sources": {name: source},
         "targets": targets,
     }
     path = tmp_path / "elasticd.yaml"
@@ -180,23 +197,34 @@ def metric(text: str, name: str, **labels: str) -> float:
 # --- defect 1 ------------------------------------------------------------------------------
 
 
+def steady_trace(tmp_path: Path, demand: float) -> Path:
+    """Two days of ``demand`` a minute up to now, as a simulator source replays it."""
+    last = math.floor(time.time() / 60.0) * 60.0
+    times = last - 60.0 * np.arange(2 * 1440, dtype=np.float64)[::-1]
+    path = tmp_path / "steady.csv"
+    write_trace_csv(trace_from_arrays(times, np.full(times.size, demand)), str(path))
+    return path
+
+
 def test_writes_that_do_not_take_effect_do_not_inflate_the_forecast(
-    tmp_path: Path, prometheus: ScriptedPrometheus, started: list[Any]
+    tmp_path: Path, started: list[Any]
 ) -> None:
     """web: its PATCHes fail (409 x3, 429 + Retry-After 2, 500 and its backoff, 403 x3), then
     work. api: another writer resets it to 3 replicas every half second. Both see steady
     demand 100, which 10 replicas serve; only a plan that learnt from its own shortfall keeps
-    asking for 10."""
+    asking for 10.
+
+    Demand comes from the simulator source at 60x (a new one-minute sample each second), so
+    every tick is a new sample for the calibration, as every minute is at real speed."""
     fake = fake_kube(tmp_path, {"web": 1, "api": 1}, started)
-    for workload in ("web", "api"):
-        prometheus.set(query_of(workload), 100.0)
     path = scale_path("web")
     fake.inject_fault(path, 409, method="PATCH", count=3)
     fake.inject_fault(path, 429, method="PATCH", retry_after=2)
     fake.inject_fault(path, 500, method="PATCH")
     fake.inject_fault(path, 403, method="PATCH", count=3)
-    config = write_config(tmp_path, prometheus, fake, [target("web"), target("api")])
-    daemon = start(config, started)
+    source = {"type": "simulator", "trace": str(steady_trace(tmp_path, 100.0)), "speedup": 60}
+    targets = [target("web", source="sim"), target("api", source="sim")]
+    daemon = start(write_config_with(tmp_path, source, fake, targets), started)
 
     # The other writer starts once the daemon has sized api itself.
     daemon.wait_for(lambda: landed(fake, "api"), timeout=60, what="api's first write")

@@ -38,7 +38,7 @@ from daemon.runtime.planning import forecast_settings, planner_settings
 from daemon.runtime.reconciler import Reconciler
 from daemon.settings import SimulatorTarget, TrainingConfig
 from daemon.simulation import SimulatedWorld
-from daemon.sources.base import MetricQuery
+from daemon.sources.base import MetricQuery, Sample, Series
 from daemon.sources.simulator import SimulatorSource
 from daemon.telemetry import HealthState, Telemetry
 from models.calibration import CalibrationState, with_conformal
@@ -87,6 +87,27 @@ def simulator_target(**extra: object) -> SimulatorTarget:
     )
 
 
+class EvaluationStamped:
+    """The world's demand as Prometheus's instant query serves it: the newest sample's value,
+    stamped with the evaluation time (``/api/v1/query`` returns ``[time, value]`` for the
+    ``time`` asked, not the scrape's), so every tick looks like a new sample."""
+
+    def __init__(self, world: SimulatedWorld) -> None:
+        self._source: SimulatorSource[None] = SimulatorSource(world)
+
+    async def latest(self, query: MetricQuery[None], now: float) -> Sample | None:
+        found = await self._source.latest(query, now)
+        return None if found is None else Sample(timestamp=now, value=found.value)
+
+    async def history(
+        self, query: MetricQuery[None], start: float, end: float, step: float
+    ) -> Series:
+        return await self._source.history(query, start, end, step)
+
+    async def close(self) -> None:
+        await self._source.close()
+
+
 class WallClock:
     """The world's monotonic clock, moved by the test: one tick is exactly ``TICK_S``."""
 
@@ -98,7 +119,7 @@ class WallClock:
 
 
 async def daemon_side(
-    trace: Trace, target: SimulatorTarget, tmp_path: Path
+    trace: Trace, target: SimulatorTarget, tmp_path: Path, *, prometheus: bool = False
 ) -> tuple[Reconciler, list[dict[str, float | int | None]]]:
     """Tick a reconciler six times per sample over the trace; returns it and, per sample,
     what its first tick on that sample saw and decided."""
@@ -118,7 +139,7 @@ async def daemon_side(
     audit = AuditLog(tmp_path / "decisions.jsonl")
     reconciler = Reconciler(
         target,
-        source=SimulatorSource(world),
+        source=EvaluationStamped(world) if prometheus else SimulatorSource(world),
         query=MetricQuery(target.name, None),
         actuator=SimulatorActuator(world, target.name),
         forecaster=forecaster,
@@ -198,14 +219,18 @@ def numbers(state: CalibrationState) -> tuple[int, int, float]:
 
 
 @pytest.mark.parametrize(
-    "window", [None, 0], ids=["default-scale-down-window", "no-scale-down-window"]
+    ("window", "prometheus"),
+    [(None, False), (0, False), (None, True)],
+    ids=["default-scale-down-window", "no-scale-down-window", "evaluation-stamped-samples"],
 )
 async def test_daemon_ticks_and_the_backtest_learn_the_same_calibration(
-    tmp_path: Path, window: int | None
+    tmp_path: Path, window: int | None, prometheus: bool
 ) -> None:
+    """``evaluation-stamped-samples``: a Prometheus source stamps each answer with the time
+    asked, so telling a new sample from a repeat by its timestamp alone counts every tick."""
     trace = bursty_trace()
     target = simulator_target(**({} if window is None else {"scale_down_stabilisation": window}))
-    reconciler, firsts = await daemon_side(trace, target, tmp_path)
+    reconciler, firsts = await daemon_side(trace, target, tmp_path, prometheus=prometheus)
     backtest, desired, forecasts, offsets = backtest_side(trace, target, reconciler.forecaster)
 
     # Not a vacuous match: the plan was short sometimes, and the integral moved.
@@ -214,6 +239,13 @@ async def test_daemon_ticks_and_the_backtest_learn_the_same_calibration(
     assert short >= 3 and integral != 0.0, numbers(backtest.calibration)
     assert any(offset != 0.0 for offset in offsets)  # the conformal term took part too
 
+    # The same calibration state: six ticks a sample count each sample once.
+    daemon = reconciler.state.calibration
+    assert (daemon.observed_steps, daemon.short_steps) == (observed, short)
+    assert daemon.integral == pytest.approx(integral, abs=1e-12)
+    assert daemon.conformal == pytest.approx(backtest.calibration.conformal, abs=1e-6)
+    assert reconciler.state.landed == backtest.landed
+
     # The same plan, sample for sample: forecasts and decisions at each sample's first tick.
     np.testing.assert_allclose(
         [np.nan if f["forecast"] is None else f["forecast"] for f in firsts],
@@ -221,13 +253,6 @@ async def test_daemon_ticks_and_the_backtest_learn_the_same_calibration(
         rtol=1e-5,  # the daemon keeps its samples in float32
     )
     assert [f["desired"] for f in firsts] == desired
-
-    # The same calibration state: six ticks a sample count each sample once.
-    daemon = reconciler.state.calibration
-    assert (daemon.observed_steps, daemon.short_steps) == (observed, short)
-    assert daemon.integral == pytest.approx(integral, abs=1e-12)
-    assert daemon.conformal == pytest.approx(backtest.calibration.conformal, abs=1e-6)
-    assert reconciler.state.landed == backtest.landed
     print(
         f"\n{len(trace)} samples, {len(trace) * TICKS_PER_SAMPLE} daemon ticks: "
         f"observed {observed}, short {short}, integral {integral:+.4f} on both sides"
