@@ -24,11 +24,6 @@ from tests.e2e.daemon_process import DaemonProcess
 from tests.faults.test_models_and_history import FakePrometheus, audit, fake_kube_with
 from tests.support.fake_kube import FakeKubeProcess, write_kubeconfig
 
-NEEDS_WIRING = pytest.mark.xfail(
-    reason="needs reconciler wiring: health.decided / actuator_ok / actuator_failed per tick",
-    strict=False,
-)
-
 
 @pytest.fixture
 def prometheus() -> Iterator[FakePrometheus]:
@@ -148,7 +143,6 @@ def test_readyz_reports_each_targets_state_and_a_source_outage(
     assert code == 0, daemon.tail()
 
 
-@NEEDS_WIRING
 def test_a_target_answering_404_alone_makes_the_daemon_unready(
     tmp_path: Path, prometheus: FakePrometheus, fake_kube: FakeKubeProcess
 ) -> None:
@@ -174,7 +168,6 @@ def test_a_target_answering_404_alone_makes_the_daemon_unready(
     assert code == 0, daemon.tail()
 
 
-@NEEDS_WIRING
 def test_one_target_deciding_keeps_the_daemon_ready_and_shows_the_other_failing(
     tmp_path: Path, prometheus: FakePrometheus, fake_kube: FakeKubeProcess
 ) -> None:
