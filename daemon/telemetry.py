@@ -605,7 +605,14 @@ class HealthState:
             reasons.append("no targets configured")
         now = self._monotonic()
         states = {target: self._states.get(target) for target in self._targets}
-        if any(state is not None and state.ticking for state in states.values()):
+        ticking = {t for t, state in states.items() if state is not None and state.ticking}
+        # Start-up: every target must have a model (trained, loaded or a fallback) before the
+        # daemon says it is ready, so readiness (and systemd's READY=1) does not come while
+        # most targets are still training because one of them was quick.
+        for target in self._targets:
+            if target not in ticking and target not in self._models:
+                reasons.append(f"target {target}: no model loaded yet")
+        if ticking:
             if not any(
                 state is not None and self._deciding(state, now) for state in states.values()
             ):
@@ -616,8 +623,6 @@ class HealthState:
                     reasons.append(f"target {target}: {self._why_not_deciding(state, now)}")
         else:
             for target in self._targets:
-                if target not in self._models:
-                    reasons.append(f"target {target}: no model loaded yet")
                 if target not in self._sources:
                     reasons.append(f"target {target}: metric source not reached yet")
         return Readiness(not reasons, tuple(reasons))

@@ -243,7 +243,7 @@ class Reconciler:
                 demand_age_s=age_s,
                 min_units=low,
                 max_units=high,
-                sample_time=sample_time,
+                sample_time=self._sample_step(sample_time),
             ),
         )
         if low > own_low:
@@ -307,6 +307,16 @@ class Reconciler:
         return report
 
     # -- observe ------------------------------------------------------------------------------
+
+    def _sample_step(self, sample_time: float | None) -> float | None:
+        """The start of the forecast grid step ``sample_time`` falls in: the calibration
+        observes once per step, as the backtest does. Prometheus stamps an instant query's
+        answer with the evaluation time, not the scrape's, so by its timestamp every tick
+        would look like a new sample and be counted (six times a minute at 10 s ticks)."""
+        if sample_time is None:
+            return None
+        step = self.forecaster.settings.step_s
+        return math.floor(sample_time / step) * step
 
     async def _guard(self, call: Awaitable[T], timeout_error: type[Exception], what: str) -> T:
         """``call`` under the tick's timeout; a timeout becomes the transient error of its kind."""

@@ -63,20 +63,16 @@ class TargetRuntime:
             await self.reconciler.run(self.stopping)
 
     async def _train_on_cadence(self) -> None:
-        while True:
-            await asyncio.sleep(self.trainer.training.cadence)
-            try:
-                await self.trainer.fit()
-            except Exception:
-                log.exception(
-                    "training failed; keeping the previous model", extra={"target": self.name}
-                )
+        # A failed fit keeps the model in use and shows in /readyz (the trainer's own loop).
+        await self.trainer.run_cadence()
 
     async def stop(self, grace_s: float) -> None:
         """Stop starting ticks; let one in flight (and its write) finish within ``grace_s``."""
         self.stopping.set()
         if self._trainer_task is not None:
             self._trainer_task.cancel()
+        # History retries and asked-for retrains end with the target, not a moment later.
+        await self.trainer.stop()
         agent = self._agent
         if agent is not None and not agent.done():
             if not self.trainer.started.is_set():

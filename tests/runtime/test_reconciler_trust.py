@@ -177,7 +177,8 @@ async def test_a_restart_inside_the_window_keeps_it(
     await first.tick()
     assert replicas(fake_kube) == 20
     saved = first.state
-    harness.clock.now += 20.0  # killed 20 s into the 300 s window
+    # Killed a minute into the 300 s window: the restart reads the next minute's sample.
+    harness.clock.now += 60.0
 
     # Restarted on a quiet level: without the window it would scale 20 -> 10 at once.
     second = build(

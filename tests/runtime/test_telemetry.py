@@ -368,8 +368,8 @@ def test_a_reconfigured_target_must_be_reached_again() -> None:
     health.set_targets(["web", "api"])
     assert health.readiness().reasons == (
         "target web: no model loaded yet",
-        "target web: metric source not reached yet",
         "target api: no model loaded yet",
+        "target web: metric source not reached yet",
         "target api: metric source not reached yet",
     )
 
@@ -444,3 +444,15 @@ def test_the_default_registry_is_private_and_carries_process_metrics() -> None:
     names = {family.name for family in first.registry.collect()}
     assert "elasticd_desired_units" in names
     assert "python_info" in names
+
+
+def test_one_quick_target_does_not_make_the_daemon_ready_while_others_train() -> None:
+    monotonic = [100.0]
+    health = HealthState(monotonic=lambda: monotonic[0])
+    health.set_targets(["web", "api"])
+    health.model_loaded("web")
+    health.source_reached("web")
+    health.decided("web", 1.0)
+    assert health.readiness().reasons == ("target api: no model loaded yet",)
+    health.model_loaded("api")
+    assert health.readiness().ready
