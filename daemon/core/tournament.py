@@ -231,6 +231,7 @@ class Tournament:
         self._frontier_cache: tuple[float, tuple[list[float], list[float]] | None] | None = None
         self._model_step: tuple[TickState, TickInputs, TickResult, TickState] | None = None
         self._refereed: int | None = None  # the referee period last judged
+        self.last_sample = -math.inf  # the newest sample time stepped
 
     def _fresh(self, name: str) -> Candidate:
         if name == REACTIVE:
@@ -281,8 +282,14 @@ class Tournament:
         demand_ok = demand_is_valid(
             inputs.demand, inputs.demand_age_s, self.planner.max_demand_age_s
         )
+        sample = inputs.now if inputs.sample_time is None else inputs.sample_time
+        # A daemon ticking faster than its metric is sampled sees each sample several times:
+        # like tick()'s calibration, the reactive arms step once per new sample.
+        fresh = sample > self.last_sample
+        if fresh:
+            self.last_sample = sample
         for candidate in self.candidates.values():
-            self._shadow(candidate, inputs, index, demand_ok)
+            self._shadow(candidate, inputs, index, demand_ok, fresh)
         events = self._referee(inputs.now)
         result = self._act(inputs, events)
         return TournamentResult(tick=result, active=self.active, events=tuple(events))
@@ -344,11 +351,16 @@ class Tournament:
         return forecast, rung
 
     def _shadow(
-        self, candidate: Candidate, inputs: TournamentInputs, index: int, demand_ok: bool
+        self,
+        candidate: Candidate,
+        inputs: TournamentInputs,
+        index: int,
+        demand_ok: bool,
+        fresh: bool = True,
     ) -> None:
         state = candidate.tick_state
         landed = advance(state.landed, inputs.now)
-        if candidate.tuner is not None:
+        if candidate.tuner is not None and fresh:
             candidate.tuner.step(
                 inputs.now,
                 inputs.demand if demand_ok else None,
@@ -670,6 +682,7 @@ class Tournament:
             "active": self.active,
             "acting": codec[0](self.acting),
             "acting_recommendations": [list(r) for r in self.acting_recommendations],
+            "last_sample": self.last_sample if math.isfinite(self.last_sample) else None,
             "leader": self.leader,
             "leading_since": self.leading_since,
             "canary_base": None if self.canary_base is None else _board_json(self.canary_base),
@@ -701,6 +714,8 @@ class Tournament:
         tournament.acting_recommendations = tuple(
             (float(t), int(n)) for t, n in data["acting_recommendations"]
         )
+        last = data["last_sample"]
+        tournament.last_sample = -math.inf if last is None else float(last)
         tournament.leader = data["leader"]
         tournament.leading_since = data["leading_since"]
         base = data["canary_base"]

@@ -318,6 +318,39 @@ def _run_from(
     return decisions
 
 
+def test_a_sample_seen_on_several_ticks_counts_once() -> None:
+    """A daemon ticking every 15 s on a 60 s metric: the scores are those of one tick a step."""
+    demand = [_wavy(i) for i in range(300)]
+    settings = {"candidates": (MODEL, REACTIVE, SEASONAL)}
+
+    def forecasts(i: int) -> dict[str, tuple[float | None, str]]:
+        return {MODEL: (demand[max(0, i - 1)] * 1.1, "model"), SEASONAL: (17.0, SEASONAL)}
+
+    def run(ticks: int) -> Tournament:
+        tournament = _tournament(**settings)
+        for i, value in enumerate(demand):
+            for t in range(ticks):
+                tournament.step(
+                    TournamentInputs(
+                        now=START + STEP * i + 15.0 * t,
+                        current_units=20,
+                        ready_units=20,
+                        demand=value,
+                        forecasts=forecasts(i),
+                        sample_time=START + STEP * i,
+                    )
+                )
+        return tournament
+
+    once, four = run(1), run(4)
+    assert [c.board.total_steps for c in four.candidates.values()] == [300, 300, 300]
+    for name in settings["candidates"]:
+        assert four.candidates[name].board.total_short == once.candidates[name].board.total_short
+    reactive_once, reactive_four = once.candidates[REACTIVE].tuner, four.candidates[REACTIVE].tuner
+    assert reactive_once is not None and reactive_four is not None
+    assert reactive_four.to_json()["steps"] == reactive_once.to_json()["steps"]
+
+
 def test_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="unknown candidate"):
         TournamentSettings(candidates=(MODEL, "magic"))
