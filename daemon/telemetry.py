@@ -241,6 +241,13 @@ class Telemetry:
             t,
             registry=registry,
         )
+        self.time_to_ready = Gauge(
+            "elasticd_time_to_ready_seconds",
+            "Seconds the last scale-up took from the write until its units were ready; above "
+            "the target's lead_time, capacity arrives late: raise lead_time.",
+            t,
+            registry=registry,
+        )
         self.model_failures = Counter(
             "elasticd_model_failures",
             "Models dropped for the fallback because they failed to load or to forecast "
@@ -337,6 +344,9 @@ class Telemetry:
         """Another writer changed the target's size away from what elasticd wrote."""
         self.external_overrides.labels(target).inc()
 
+    def record_time_to_ready(self, target: str, seconds: float) -> None:
+        self.time_to_ready.labels(target).set(seconds)
+
     def record_fenced_write(self, target: str) -> None:
         """A write withheld or refused by a fence (lease deadline, read precondition)."""
         self.fenced_writes.labels(target).inc()
@@ -376,6 +386,7 @@ class Telemetry:
             self.not_applied_steps,
             self.external_overrides,
             self.fenced_writes,
+            self.time_to_ready,
             self.tick_duration,
             self.training_duration,
         ):

@@ -162,6 +162,9 @@ class Reconciler:
         # later read means another writer changed it (a GitOps controller, a person, an HPA).
         self._last_written: int | None = None
         self._stopping: asyncio.Event | None = None
+        # A scale-up on its way: (when it was written, the size it asked for), until the
+        # target reports that many ready; measures the actuator's real time-to-ready.
+        self._booting: tuple[float, int] | None = None
         # Why this tick's demand could not be used, for the audit (None: it could).
         self._source_error: str | None = None
 
@@ -203,6 +206,7 @@ class Reconciler:
         if not self._state_loaded:
             self._load_state(now, capacity)
         override = await self._external_override(capacity)
+        time_to_ready = self._time_to_ready(now, capacity)
         base_forecast, forecast_source = self.forecaster.forecast(now)
         residual = self.forecaster.latest_residual()
         if residual is not None:
@@ -302,7 +306,7 @@ class Reconciler:
             duration_s=duration,
         )
         await self._record(
-            report, base_forecast, forecast_source, schedule.active, layers, override
+            report, base_forecast, forecast_source, schedule.active, layers, override, time_to_ready
         )
         return report
 
@@ -334,8 +338,13 @@ class Reconciler:
         its result); a change made by someone else is seen at most the max age later.
         """
         last = self._size_read
-        # A clock that went back (a wall clock set back) does not keep a read alive.
-        if last is not None and 0.0 <= now - last[0] < self.size_read_max_age_s:
+        # A clock that went back (a wall clock set back) does not keep a read alive; while a
+        # scale-up boots, every tick reads, so its time-to-ready is measured to the tick.
+        if (
+            last is not None
+            and self._booting is None
+            and 0.0 <= now - last[0] < self.size_read_max_age_s
+        ):
             return last[1]
         self._size_read = None
         capacity = await self.actuator.read()
@@ -442,6 +451,8 @@ class Reconciler:
         except (ActuatorError, TimeoutError) as error:
             return None, self._actuator_failed("write", error, timeout_s=timeout), None
         self._last_written = scaled.applied
+        if scaled.written and scaled.applied > scaled.previous:
+            self._booting = (self.clock(), scaled.applied)
         if scaled.written:
             self.telemetry.record_write(self.name)
             await self._report_write(scaled, result)
@@ -570,6 +581,34 @@ class Reconciler:
             # A full disk must not stop scaling; the state is kept in memory meanwhile.
             log.error("decision state not saved: %s", error, extra={"target": self.name})
 
+    def _time_to_ready(self, now: float, capacity: Capacity) -> float | None:
+        """Seconds the last scale-up took to be ready, once it is (None otherwise). Slower
+        than the lead time means the plan's capacity arrives late: said loudly, since only a
+        longer ``lead_time`` fixes it."""
+        booting = self._booting
+        if booting is None or capacity.ready is None:
+            self._booting = None
+            return None
+        written_at, size = booting
+        if capacity.desired < size:
+            self._booting = None  # scaled down or overridden before it was ready
+            return None
+        if capacity.ready < size:
+            return None
+        self._booting = None
+        elapsed = max(0.0, now - written_at)
+        self.telemetry.record_time_to_ready(self.name, elapsed)
+        lead = self.settings.lead_s
+        if elapsed > 1.25 * lead + self.interval_s:
+            log.warning(
+                "units took %.0fs to become ready, lead_time is %.0fs: capacity arrives late; "
+                "raise lead_time",
+                elapsed,
+                lead,
+                extra={"target": self.name, "event": "slow_time_to_ready", "seconds": elapsed},
+            )
+        return elapsed
+
     async def _external_override(self, capacity: Capacity) -> dict[str, int] | None:
         """Another writer changed the size this instance last set: report it once (log,
         metric, Event) so a fight with a GitOps controller or a person is seen, not hidden."""
@@ -614,6 +653,7 @@ class Reconciler:
         windows: tuple[str, ...],
         layers: dict[str, Any] | None = None,
         override: dict[str, int] | None = None,
+        time_to_ready: float | None = None,
     ) -> None:
         assert report.result is not None and report.capacity is not None
         decision = report.result.decision
@@ -643,6 +683,8 @@ class Reconciler:
             inputs["not_applied"] = True
         if override is not None:
             inputs["external_override"] = override
+        if time_to_ready is not None:
+            inputs["time_to_ready_s"] = round(time_to_ready, 3)
         if layers is not None:
             inputs["layers"] = layers
         await self._append(

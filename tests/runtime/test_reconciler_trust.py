@@ -224,3 +224,33 @@ async def test_no_write_starts_after_stopping(
 
     assert report.skipped == "stopping"
     assert fake_kube.writes_to(SCALE_PATH, verb="PATCH") == []
+
+
+async def test_time_to_ready_is_measured_and_a_slow_one_is_said(
+    harness: Harness, fake_kube: FakeKube, actuator: KubernetesScaleActuator, caplog: Any
+) -> None:
+    # Pods that take 7 minutes to be ready behind a 5-minute lead time.
+    fake_kube.instant_rollout = False
+    fake_kube.seed(deployment(2))
+    fake_kube.update("Deployment", "shop", "web", {"status": {"replicas": 2, "readyReplicas": 2}})
+    reconciler = build(harness, web_target(), ScriptedSource(1000.0), actuator, level=1000.0)
+    first = await reconciler.tick()
+    assert first.scaled is not None and first.scaled.written
+    size = first.scaled.applied
+    for _ in range(6):
+        harness.clock.now += MINUTE
+        await reconciler.tick()
+    assert (
+        harness.registry.get_sample_value("elasticd_time_to_ready_seconds", {"target": "web"})
+        is None
+    )
+    fake_kube.update(
+        "Deployment", "shop", "web", {"status": {"replicas": size, "readyReplicas": size}}
+    )
+    harness.clock.now += MINUTE
+    await reconciler.tick()
+
+    seconds = harness.registry.get_sample_value("elasticd_time_to_ready_seconds", {"target": "web"})
+    assert seconds is not None and 420.0 <= seconds <= 421.0
+    assert harness.audit_lines()[-1]["inputs"]["time_to_ready_s"] == seconds
+    assert any("raise lead_time" in record.getMessage() for record in caplog.records)
