@@ -39,20 +39,37 @@ class Board:
     total_billed: float = 0.0
     total_short: float = 0.0
     total_steps: int = 0
+    recent_short: float = 0.0
+    """Short steps decayed over the demotion window (a day): a level shift shows here
+    within hours, while the week's window would dilute it."""
+    recent_steps: float = 0.0
 
     def add(
-        self, now: float, billed: int, short: bool, window_s: float, in_window: bool = True
+        self,
+        now: float,
+        billed: int,
+        short: bool,
+        window_s: float,
+        in_window: bool = True,
+        recent_window_s: float = 86_400.0,
     ) -> Board:
         """One scored step (a step with a demand observation); ``in_window`` False counts it in
-        the totals only (a policy's burn-in)."""
+        the totals and the recent sums only (a policy's burn-in)."""
+        elapsed = 0.0 if self.updated is None else max(0.0, now - self.updated)
+        keep_recent = math.exp(-elapsed / recent_window_s)
+        recent_short = self.recent_short * keep_recent + short
+        recent_steps = self.recent_steps * keep_recent + 1.0
         if not in_window:
             return replace(
                 self,
+                updated=now,
                 total_billed=self.total_billed + billed,
                 total_short=self.total_short + short,
                 total_steps=self.total_steps + 1,
+                recent_short=recent_short,
+                recent_steps=recent_steps,
             )
-        keep = 1.0 if self.updated is None else math.exp(-max(0.0, now - self.updated) / window_s)
+        keep = math.exp(-elapsed / window_s)
         return Board(
             billed=self.billed * keep + billed,
             short=self.short * keep + short,
@@ -61,6 +78,8 @@ class Board:
             total_billed=self.total_billed + billed,
             total_short=self.total_short + short,
             total_steps=self.total_steps + 1,
+            recent_short=recent_short,
+            recent_steps=recent_steps,
         )
 
     @property
@@ -173,14 +192,22 @@ class ReactiveTuner:
         self._updated: float | None = None
 
     def choose(self, target: float, default: float) -> float:
-        """The highest utilisation whose arm met the target over the window."""
+        """The highest utilisation whose arm met the target over the window, or, where no
+        setting would have (a jump no headroom covers), did as well as the most cautious one:
+        headroom that buys no fewer short steps is only cost."""
         if not any(self._steps):
             return default
-        best = None
+        floor = min(
+            smoothed_share(short, steps, target)
+            for short, steps in zip(self._short, self._steps, strict=True)
+        )
+        # A hair of slack: decayed sums of equal counts differ in the last bits.
+        allowed = max(target, floor) * (1.0 + 1e-9)
+        best = self.utilisations[0]
         for u, short, steps in zip(self.utilisations, self._short, self._steps, strict=True):
-            if smoothed_share(short, steps, target) <= target:
+            if smoothed_share(short, steps, target) <= allowed:
                 best = u
-        return self.utilisations[0] if best is None else best
+        return best
 
     def frontier(self, target: float) -> tuple[list[float], list[float]] | None:
         """The target's own cost/shortfall trade-off over the window: ``(log short shares,
@@ -353,5 +380,7 @@ class Candidate:
                 total_billed=float(board["total_billed"]),
                 total_short=float(board["total_short"]),
                 total_steps=int(board["total_steps"]),
+                recent_short=float(board["recent_short"]),
+                recent_steps=float(board["recent_steps"]),
             ),
         )

@@ -85,9 +85,10 @@ class TournamentSettings:
     """A policy's burn-in: its first this long in shadow is not scored, and it competes after
     as long again of scored steps."""
     demote_factor: float = 2.0
-    """The active policy is demoted at once when its short share exceeds this times the target
-    (with at least ``demote_min_expected`` short steps expected at the target in the window)."""
-    demote_min_expected: float = 3.0
+    demote_window_s: float = _DAY
+    """The active policy is demoted at once when its short steps over the last
+    ``demote_window_s`` (decayed) exceed both ``demote_factor`` times and, by chance alone,
+    clearly (three standard deviations and two steps) what the target allows there."""
     shortfall_elasticity: float = 0.2
     """How much cheaper a plan gets per doubling of its short share, in log terms (see
     ``adjusted_cost``): the exchange rate between cost and shortfall in the score."""
@@ -117,6 +118,7 @@ class TournamentSettings:
             ("reactive_window_s", self.reactive_window_s),
             ("switch_hold_s", self.switch_hold_s),
             ("min_evidence_s", self.min_evidence_s),
+            ("demote_window_s", self.demote_window_s),
             ("canary_min_s", self.canary_min_s),
             ("canary_max_s", self.canary_max_s),
         ):
@@ -410,6 +412,7 @@ class Tournament:
                 result.short,
                 self.settings.window_s,
                 in_window=settled or candidate.name == CHALLENGER,
+                recent_window_s=self.settings.demote_window_s,
             )
 
     # -- the referee --------------------------------------------------------------------
@@ -456,12 +459,12 @@ class Tournament:
         return settled and candidate.board.steps > 0
 
     def _too_short(self, board: Board) -> bool:
-        """Far above the shortfall target, with enough steps for that to be evidence."""
-        target = self.calibration.shortfall_target
-        if board.steps * target < self.settings.demote_min_expected:
-            return False
-        share = smoothed_share(board.short, board.steps, target)
-        return share > self.settings.demote_factor * target
+        """Clearly over the target over the last day: more short steps than the target allows
+        there by ``demote_factor``, and more than chance would give (a Poisson count at the
+        target's rate: three standard deviations and two steps above it)."""
+        expected = self.calibration.shortfall_target * board.recent_steps
+        limit = max(self.settings.demote_factor * expected, expected + 3 * math.sqrt(expected) + 2)
+        return board.recent_short > limit
 
     def _referee(self, now: float) -> list[Switch]:
         events: list[Switch] = []
@@ -495,16 +498,18 @@ class Tournament:
             ]
             if safe:
                 best = min(safe, key=lambda n: scores[n])
-                share = active_board.short_share
+                recent = active_board.recent_short
+                allowed = self.calibration.shortfall_target * active_board.recent_steps
                 events.append(
                     self._switch(
                         now,
                         "demote",
                         best,
-                        f"{self.active} was short on {100 * share:.2f}% of steps, over "
-                        f"{self.settings.demote_factor:g}x the target "
-                        f"{100 * self.calibration.shortfall_target:g}%; {best} scored "
-                        f"{scores[best]:.4g} units a step at the target",
+                        f"{self.active} was short on {recent:.1f} steps over the last "
+                        f"{self.settings.demote_window_s / _HOUR:g} h (decayed) where the "
+                        f"target {100 * self.calibration.shortfall_target:g}% allows "
+                        f"{allowed:.1f}; {best} scored {scores[best]:.4g} units a step at the "
+                        "target",
                     )
                 )
                 return events
@@ -734,4 +739,6 @@ def _board_json(board: Board) -> dict[str, Any]:
         "total_billed": board.total_billed,
         "total_short": board.total_short,
         "total_steps": board.total_steps,
+        "recent_short": board.recent_short,
+        "recent_steps": board.recent_steps,
     }

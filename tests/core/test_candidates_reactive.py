@@ -39,4 +39,7 @@ def test_the_tuned_utilisation_is_the_highest_that_met_the_target() -> None:
     assert tuner.choose(0.003, default=0.8) == 0.5
     tuner._short = [30.0, 40.0, 50.0]
     assert tuner.choose(0.01, default=0.8) == 0.5  # none met it: the safest
+    tuner._short = [30.0, 30.0, 50.0]
+    # ... or the highest as safe as the safest: more headroom bought no fewer short steps.
+    assert tuner.choose(0.01, default=0.8) == 0.7
     assert ReactiveTuner().choose(0.01, default=0.8) == 0.8  # no evidence yet

@@ -190,18 +190,28 @@ def test_a_lead_that_is_lost_restarts_the_hold() -> None:
 
 
 def test_an_active_policy_far_over_the_target_is_demoted_at_once() -> None:
-    tournament = _tournament(switch_hold_s=1e9, demote_min_expected=0.5)
+    tournament = _tournament(switch_hold_s=1e9)
     demand = [10.0 if i % 4 else 16.0 for i in range(300)]
     # The model sizes for the low level only: every rise to 16 is short for the lead time.
     results = _run(tournament, demand, _fixed(10.0, 16.0))
     events = [e for r in results for e in r.events]
     assert [e.kind for e in events] == ["demote"]
     assert (events[0].from_policy, events[0].to_policy) == (MODEL, SEASONAL)
-    assert "over 2x the target" in events[0].explanation
+    assert "short on" in events[0].explanation
     after = next(i for i, r in enumerate(results) if r.events)
-    # Demoted as soon as 50 steps of evidence (0.5 expected short steps) were in: not held.
-    assert after <= 60
+    # Demoted as soon as it was eligible (10 minutes of burn-in, 10 of evidence): not held.
+    assert after == 20
     assert all(r.active == SEASONAL for r in results[after:])
+
+
+def test_short_steps_at_the_rate_chance_gives_are_no_demotion() -> None:
+    tournament = _tournament(switch_hold_s=1e9, candidates=(MODEL, SEASONAL))
+    # One rise in 100 steps: the model is short on about 1 % of steps, the target.
+    demand = [16.0 if i % 100 == 50 else 10.0 for i in range(3000)]
+    results = _run(tournament, demand, _fixed(10.0, 16.0))
+    board = tournament.candidates[MODEL].board
+    assert 0.005 <= board.total_short / board.total_steps <= 0.02
+    assert not any(r.events for r in results)
 
 
 def test_a_pinned_policy_acts_whatever_the_scores() -> None:
