@@ -25,6 +25,7 @@ from daemon.audit import AuditLog
 from daemon.backtest.trace import trace_from_arrays
 from daemon.errors import PermanentSourceError, TransientSourceError
 from daemon.forecasting import TargetForecaster
+from daemon.ratelimit_client import throttle_for
 from daemon.runtime.planning import forecast_settings
 from daemon.runtime.reconciler import Reconciler
 from daemon.settings import KubernetesWorkloadTarget, SimulatorTarget, TrainingConfig
@@ -115,6 +116,9 @@ async def fake_kube() -> AsyncIterator[FakeKube]:
 async def actuator(fake_kube: FakeKube, tmp_path: Path) -> AsyncIterator[KubernetesScaleActuator]:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake_kube.url)
     api = await kube_api_client(str(kubeconfig), in_cluster=False)
+    # As the composition root does: the shared client's rate limit, generous here, where the
+    # fake clock makes a minute of ticks take milliseconds.
+    throttle_for(api, qps=1000.0, burst=1000)
     yield KubernetesScaleActuator(
         api,
         "Deployment",
