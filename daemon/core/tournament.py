@@ -99,6 +99,10 @@ class TournamentSettings:
     canary_margin: float = 0.02
     """A challenger wins when its score over its hours is at most this much above the
     champion's over the same hours: a tie goes to the model trained on newer data."""
+    shadow_conformal_window_s: float | None = None
+    """The seasonal-naive shadow's conformal window (None: the model's, a week). Its residual
+    ring is the largest part of a candidate's state (40 KB a week at 1-minute steps); two days
+    cut it to 12 KB where memory matters more than that policy's calibration."""
     pin: str | None = None
     """Act on this policy whatever the scores (the others still run and are scored)."""
     default: str = MODEL
@@ -124,6 +128,9 @@ class TournamentSettings:
         ):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
+        window = self.shadow_conformal_window_s
+        if window is not None and not (math.isfinite(window) and window > 0):
+            raise ValueError(f"shadow_conformal_window_s must be > 0, got {window!r}")
         if self.window_s <= 0 or self.reactive_window_s <= 0:
             raise ValueError("window_s and reactive_window_s must be > 0")
         if self.switch_margin < 0 or self.canary_margin < 0:
@@ -238,7 +245,15 @@ class Tournament:
     def _fresh(self, name: str) -> Candidate:
         if name == REACTIVE:
             return Candidate(name=name, tuner=ReactiveTuner())
-        return Candidate(name=name, tracker=ConformalTracker(self.conformal))
+        return Candidate(name=name, tracker=ConformalTracker(self.conformal_for(name)))
+
+    def conformal_for(self, name: str) -> ConformalSettings:
+        """The conformal settings of a candidate: the model's (and its challengers'), or the
+        shorter window ``shadow_conformal_window_s`` gives the seasonal-naive shadow."""
+        window = self.settings.shadow_conformal_window_s
+        if name == SEASONAL and window is not None:
+            return replace(self.conformal, window_s=window)
+        return self.conformal
 
     def _calibration_for(self, name: str) -> CalibrationSettings:
         return self._fixed if name == REACTIVE else self.calibration
@@ -708,7 +723,9 @@ class Tournament:
         fresh, and a pin in the new settings wins."""
         tournament = cls(settings, planner, calibration, conformal)
         for item in data["candidates"]:
-            candidate = Candidate.from_json(conformal, codec, item)
+            candidate = Candidate.from_json(
+                tournament.conformal_for(str(item["name"])), codec, item
+            )
             if candidate.name in tournament.candidates or candidate.name == CHALLENGER:
                 tournament.candidates[candidate.name] = candidate
         active = str(data["active"])

@@ -361,6 +361,25 @@ def test_a_sample_seen_on_several_ticks_counts_once() -> None:
     assert reactive_four.to_json()["steps"] == reactive_once.to_json()["steps"]
 
 
+def test_the_seasonal_shadow_may_keep_a_shorter_conformal_window() -> None:
+    tournament = _tournament(shadow_conformal_window_s=2 * 3600.0)
+    seasonal, model = tournament.candidates[SEASONAL].tracker, tournament.candidates[MODEL].tracker
+    assert seasonal is not None and model is not None
+    assert seasonal.to_json()["residuals"] != model.to_json()["residuals"]
+    assert len(seasonal.to_json()["residuals"]) < len(model.to_json()["residuals"]) / 50
+    _run(tournament, [10.0] * 30, _fixed(12.0, 11.0))
+    saved = json.loads(json.dumps(tournament.to_json((encode, decode))))
+    restored = Tournament.from_json(
+        tournament.settings,
+        tournament.planner,
+        tournament.calibration,
+        tournament.conformal,
+        (encode, decode),
+        saved,
+    )
+    assert restored.to_json((encode, decode)) == saved
+
+
 def test_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="unknown candidate"):
         TournamentSettings(candidates=(MODEL, "magic"))
