@@ -98,6 +98,16 @@ class ConformalTracker:
         """The offset in force at the newest step."""
         return self._offset
 
+    def latest_residual(self) -> float | None:
+        """The residual of the forecast that resolved at the newest step (made ``lead_steps``
+        earlier, against the peak observed since): how far it fell short (> 0) or over (< 0),
+        in log1p space. None when that forecast or every observation since is missing."""
+        if self._last is None:
+            return None
+        slot = (self._last - self.settings.lead_steps) % self._residuals.size
+        value = float(self._residuals[slot])
+        return value if math.isfinite(value) else None
+
     def _code(self, rung: str) -> int:
         code = self._codes.get(rung)
         if code is None:

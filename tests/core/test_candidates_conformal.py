@@ -7,8 +7,10 @@ reference the one streaming implementation must reproduce.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
+import pytest
 
 from daemon.backtest.synthetic import TraceShape, generate_trace
 from daemon.backtest.trace import Trace
@@ -18,7 +20,7 @@ from daemon.backtest.walkforward import (
     conformal_offsets,
     conformal_settings,
 )
-from daemon.core.conformal import ConformalTracker
+from daemon.core.conformal import ConformalSettings, ConformalTracker
 from models.calibration import conformal_offset, log_residuals
 from models.features import FeatureSpec, future_peak, lead_steps_for
 
@@ -94,3 +96,18 @@ def test_a_skipped_step_counts_as_missing() -> None:
         assert skipping.update(step + i, value, predicted, sources[i]) == gapped.update(
             step + i, value, predicted, sources[i]
         )
+
+
+def test_the_latest_residual_is_the_forecast_a_lead_ago_against_the_peak_since() -> None:
+    settings = ConformalSettings(step_s=60.0, lead_steps=2, shortfall_target=0.01, scale=10.0)
+    tracker = ConformalTracker(settings)
+    assert tracker.latest_residual() is None
+    for step, value in enumerate([30.0, 30.0, 30.0]):
+        tracker.update(step, value, 30.0, "model")
+    assert tracker.latest_residual() == pytest.approx(0.0, abs=1e-6)
+    # Demand jumps to 90 for two steps: the forecast of 30 made two steps ago fell short.
+    tracker.update(3, 90.0, 90.0, "model")
+    tracker.update(4, 90.0, 90.0, "model")
+    assert tracker.latest_residual() == pytest.approx(math.log1p(9.0) - math.log1p(3.0), rel=1e-6)
+    tracker.update(6, None, None, "model")  # a skipped step and a gap: nothing resolved
+    assert tracker.latest_residual() is None
