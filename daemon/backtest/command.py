@@ -201,7 +201,7 @@ def run_and_write(
 def backtest_command(args: argparse.Namespace) -> int:
     try:
         config = plan_config(args)
-        trace = load_trace(args.trace)
+        trace = load_trace(args.trace, progress=args.progress)
         run_and_write(
             trace,
             args.trace.name,

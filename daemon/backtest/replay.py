@@ -8,9 +8,12 @@ The first decision is ready at once.
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,30 +21,38 @@ from numpy.typing import NDArray
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
+# Steps replayed per vectorised chunk: memory stays flat however long the trace is.
+CHUNK_STEPS = 65_536
+
 
 class CapacitySimulator:
     """Ready and booting units under the replay rules (mutable: one per replay)."""
 
-    __slots__ = ("_pending", "lead_s", "ready", "started")
+    __slots__ = ("_pending", "_pending_units", "lead_s", "ready", "started")
 
     def __init__(self, lead_s: float) -> None:
         self.lead_s = lead_s
         self.ready = 0
-        self._pending: list[list[float]] = []  # [ready_at, count], oldest request first
+        # [ready_at, count], oldest request first; the running count saves a sum per step.
+        self._pending: deque[list[Any]] = deque()
+        self._pending_units = 0
         self.started = False
 
     @property
     def pending(self) -> int:
-        return int(sum(count for _, count in self._pending))
+        return self._pending_units
 
     @property
     def total(self) -> int:
-        return self.ready + self.pending
+        return self.ready + self._pending_units
 
     def advance(self, now: float) -> int:
         """Rule 1: units whose ready time is <= now become ready; returns the ready count."""
-        while self._pending and self._pending[0][0] <= now:
-            self.ready += int(self._pending.pop(0)[1])
+        pending = self._pending
+        while pending and pending[0][0] <= now:
+            count = int(pending.popleft()[1])
+            self.ready += count
+            self._pending_units -= count
         return self.ready
 
     def decide(self, now: float, desired: int) -> int:
@@ -53,16 +64,19 @@ class CapacitySimulator:
             return self.ready
         total = self.total
         if desired > total:
-            self._pending.append([now + self.lead_s, float(desired - total)])
+            self._pending.append([now + self.lead_s, int(desired - total)])
+            self._pending_units += int(desired - total)
         elif desired < total:
-            surplus = total - desired
-            while surplus and self._pending:
-                newest = self._pending[-1]
-                take = min(surplus, int(newest[1]))
+            surplus = int(total - desired)
+            pending = self._pending
+            while surplus and pending:
+                newest = pending[-1]
+                take = min(surplus, newest[1])
                 newest[1] -= take
                 surplus -= take
+                self._pending_units -= take
                 if newest[1] == 0:
-                    self._pending.pop()
+                    pending.pop()
             self.ready -= surplus
         return self.total
 
@@ -93,13 +107,16 @@ def score(
     values: FloatArray, ready: IntArray, billed: IntArray, scored: NDArray[np.bool_], unit: float
 ) -> Score:
     """Score a replay over the scored steps (after warm-up, with an observation)."""
+    # In place where it can be: on millions of steps each temporary is tens of megabytes.
     demand = values[scored]
-    capacity = ready[scored] * unit
-    unserved = np.maximum(demand - capacity, 0.0)
+    unserved = ready[scored] * unit  # the ready capacity, until the subtraction below
+    short_steps = int(np.count_nonzero(demand > unserved))
+    np.subtract(demand, unserved, out=unserved)
+    np.maximum(unserved, 0.0, out=unserved)
     total_demand = float(demand.sum())
     steps = int(scored.sum())
     return Score(
-        short_fraction=float((demand > capacity).sum() / steps) if steps else 0.0,
+        short_fraction=float(short_steps / steps) if steps else 0.0,
         unserved_fraction=float(unserved.sum() / total_demand) if total_demand > 0 else 0.0,
         billed_units=float(billed[scored].sum()),
         scored_steps=steps,
@@ -122,29 +139,106 @@ def replay(times: FloatArray, lead_s: float, policy: Policy) -> ReplayLog:
     ready = np.zeros(size, dtype=np.int64)
     billed = np.zeros(size, dtype=np.int64)
     capacity = CapacitySimulator(lead_s)
-    for i in range(size):
-        now = float(times[i])
-        ready_now = capacity.advance(now)
+    advance, decide = capacity.advance, capacity.decide
+    for i, now in enumerate(times.tolist()):
+        ready_now = advance(now)
         ready[i] = ready_now
         wanted = policy(i, now, ready_now, capacity.total)
         desired[i] = wanted
-        billed[i] = capacity.decide(now, wanted)
+        billed[i] = decide(now, wanted)
     return ReplayLog(desired=desired, ready=ready, billed=billed)
 
 
-def replay_decisions(times: FloatArray, lead_s: float, decisions: Sequence[int]) -> ReplayLog:
-    """Replay a fixed list of decisions (a decisions file, the oracle)."""
-    return replay(times, lead_s, lambda i, _now, _ready, _total: int(decisions[i]))
+def replay_decisions(
+    times: FloatArray, lead_s: float, decisions: Sequence[int] | IntArray
+) -> ReplayLog:
+    """Replay a fixed list of decisions (a decisions file, the oracle, a baseline's plan).
+
+    The same numbers as :func:`replay` with a policy that returns ``decisions[i]``, computed
+    without a step loop: once the decisions are known, the units ready at ``t_i`` follow from
+    them alone (:func:`ready_units`).
+    """
+    desired = np.asarray(decisions, dtype=np.int64).copy()
+    if desired.size != times.size:
+        raise ValueError(f"{desired.size} decisions for {times.size} steps")
+    if desired.size == 0:
+        return ReplayLog(desired=desired, ready=desired.copy(), billed=desired.copy())
+    billed = desired.copy()
+    billed[0] = max(0, int(billed[0]))  # the first decision is ready at once
+    if (billed < 0).any():
+        # Negative decisions drive the ready count below zero, which the level argument of
+        # ready_units does not cover: replay those step by step.
+        return replay(times, lead_s, lambda i, _now, _ready, _total: int(desired[i]))
+    return ReplayLog(desired=desired, ready=ready_units(times, lead_s, billed), billed=billed)
+
+
+def ready_units(times: FloatArray, lead_s: float, billed: IntArray) -> IntArray:
+    """Units ready at each step (rule 1, before the decision) given the billed units after
+    every decision (``billed[i] = D_i``, ``>= 0``).
+
+    Think of the units as a stack of levels: a decision up to ``D`` adds levels on top, a
+    decision down removes the top ones, and the replay rules remove pending units, the newest,
+    first, which are exactly the top levels. A level is ready at ``t_i`` when it has existed
+    without interruption since a decision at some ``t_j`` with ``t_j + L <= t_i`` (or since
+    the first decision, which is ready at once). So the ready units at ``t_i`` are the lowest
+    billed level from the last decision whose units are due by ``t_i`` through the previous
+    decision: a sliding minimum of ``billed``, computed a chunk of steps at a time so that
+    memory does not grow with the trace.
+    """
+    size = times.size
+    ready = np.zeros(size, dtype=np.int64)
+    for start in range(1, size, CHUNK_STEPS):
+        stop = min(size, start + CHUNK_STEPS)
+        # The first decision whose units are not ready yet at t_start, found with the
+        # replay's own float comparison (ready_at = t_j + L, ready when ready_at <= t_i).
+        due = bisect.bisect_right(range(size), float(times[start]), key=lambda j: times[j] + lead_s)
+        steps = np.arange(start, stop)
+        first = due + np.searchsorted(times[due:stop] + lead_s, times[start:stop], side="right")
+        lowest = np.maximum(np.minimum(first, steps) - 1, 0)  # the window is [lowest, i - 1]
+        base = int(lowest[0])
+        segment = billed[base:stop]
+        width = steps - lowest
+        since_start = lowest == 0
+        if since_start.any():
+            at = steps[since_start]
+            ready[at] = np.minimum.accumulate(segment)[at - 1]  # base is 0 here
+        rest = ~since_start
+        for window in np.unique(width[rest]).tolist():
+            at = steps[rest & (width == window)]
+            ready[at] = _trailing_min(segment, window)[at - 1 - base]
+    return ready
+
+
+def _trailing_min(values: IntArray, window: int) -> IntArray:
+    """``min(values[i - window + 1 .. i])`` at each ``i >= window - 1`` in O(n) (van Herk /
+    Gil-Werman: minima of fixed blocks, accumulated forwards and backwards)."""
+    size = values.size
+    blocks = -(-size // window)
+    padded = np.full(blocks * window, np.iinfo(np.int64).max, dtype=np.int64)
+    padded[:size] = values
+    grid = padded.reshape(blocks, window)
+    forward = np.minimum.accumulate(grid, axis=1).ravel()
+    backward = np.minimum.accumulate(grid[:, ::-1], axis=1)[:, ::-1].ravel()
+    result = np.empty(size, dtype=np.int64)
+    result[: window - 1] = np.iinfo(np.int64).max  # no full window yet: never read
+    ends = np.arange(window - 1, size)
+    result[window - 1 :] = np.minimum(backward[ends - window + 1], forward[ends])
+    return result
 
 
 def oracle_decisions(values: FloatArray, unit: float, k: int) -> IntArray:
     """``D_i = max(ceil(d_j / C))`` over ``j = i+1 .. i+k``: the cheapest never-short plan."""
-    units = np.where(np.isfinite(values), np.ceil(values / unit), 0.0)
     size = values.size
     result = np.zeros(size, dtype=np.int64)
-    for offset in range(1, k + 1):
-        shifted = np.zeros(size)
-        if offset < size:
-            shifted[: size - offset] = units[offset:]
-        result = np.maximum(result, shifted.astype(np.int64))
+    for start in range(0, size, CHUNK_STEPS):
+        stop = min(size, start + CHUNK_STEPS)
+        # The next k steps of i are the trailing k steps of i + k; steps past the end count
+        # as 0, as does a step without an observation.
+        ahead = np.zeros(stop - start + k, dtype=np.int64)
+        chunk = values[start + 1 : stop + k]
+        ahead[1 : 1 + chunk.size] = np.where(np.isfinite(chunk), np.ceil(chunk / unit), 0.0).astype(
+            np.int64
+        )
+        peaks = -_trailing_min(-ahead, k)
+        result[start:stop] = np.maximum(peaks[k:], 0)
     return result

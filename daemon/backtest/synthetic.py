@@ -7,12 +7,13 @@ shift (a launch) and gaps in the metrics.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from daemon.backtest.trace import Trace, trace_from_arrays
+from daemon.backtest.trace import Trace, label_chunks, trace_from_arrays
 
 FloatArray = NDArray[np.float64]
 
@@ -79,6 +80,14 @@ def write_trace_csv(trace: Trace, path: str) -> None:
     """Write ``timestamp,value`` rows for the observed steps (the format ``backtest`` reads)."""
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("timestamp,value\n")
-        for label, value in zip(trace.labels, trace.values.tolist(), strict=True):
-            if np.isfinite(value):
-                handle.write(f"{label},{value:g}\n")
+        start = 0
+        for labels in label_chunks(trace.labels):
+            values = trace.values[start : start + len(labels)].tolist()
+            start += len(labels)
+            handle.write(
+                "".join(
+                    f"{label},{value:g}\n"
+                    for label, value in zip(labels, values, strict=True)
+                    if math.isfinite(value)
+                )
+            )
