@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from daemon.core.tournament import CHALLENGER, MODEL, SEASONAL
 from models.artifacts import load_model, quarantine, save_model
 from models.calibration import CalibrationSettings, conformal_offset, log_residuals
 from models.errors import MissingArtifactError, ModelError
@@ -52,6 +53,13 @@ from models.forecaster import (
 
 FloatArray = NDArray[np.float64]
 ModelFailureListener = Callable[[str], None]
+_SEASONAL = SeasonalNaive()
+
+
+def model_label(name: str, fitted_at: float) -> str:
+    """How a fitted model is named in the tournament's switch log: rung and fit time."""
+    return f"{name}@{time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(fitted_at))}"
+
 
 log = logging.getLogger("elasticd.forecasting")
 
@@ -128,6 +136,14 @@ class TargetForecaster:
             + 2 * max(1, round(CONFORMAL_REFRESH_S / settings.step_s))
         )
         self._cached: tuple[int, float | None, str] | None = None
+        # The newest one-row features, for the other candidates at the same step.
+        self._features: tuple[int, Features | None] | None = None
+        # The policy tournament's models (daemon.core.tournament): a fit while a trained model
+        # is in use waits in _fresh until the reconciler enters it as the challenger, which
+        # forecasts beside the champion (_forecaster) until promoted or dropped.
+        self._fresh: tuple[PeakForecaster, str] | None = None
+        self._challenger: PeakForecaster | None = None
+        self._candidates: tuple[int, int, dict[str, tuple[float | None, str]]] | None = None
         self._offset = 0.0
         self._offset_index: int | None = None
 
@@ -287,7 +303,15 @@ class TargetForecaster:
             fitted_at=now,
             window_s=self.settings.train_window_s,
         )
-        self._forecaster = outcome.forecaster
+        fitted = outcome.forecaster
+        if isinstance(fitted, GradientBoostingPeak) and isinstance(
+            self._forecaster, GradientBoostingPeak
+        ):
+            # A trained model is in use: the new one is a challenger first (the canary), and
+            # the reconciler enters it in the tournament at its next tick.
+            self._fresh = (fitted, model_label(fitted.name, now))
+        else:
+            self._forecaster = fitted
         self._trained_at = now
         self._retrain_reason = None
         self._cached = None
@@ -296,6 +320,72 @@ class TargetForecaster:
     @property
     def forecaster_name(self) -> str:
         return self._forecaster.name
+
+    # -- the tournament's models ----------------------------------------------------------
+
+    def take_fresh(self) -> tuple[PeakForecaster, str] | None:
+        """A newly fitted model waiting to be entered in the tournament, and its label; taken
+        once."""
+        fresh, self._fresh = self._fresh, None
+        return fresh
+
+    def install(self, model: PeakForecaster) -> None:
+        """Make ``model`` the champion at once (no trained champion to protect)."""
+        self._forecaster = model
+        self._cached = self._candidates = None
+
+    def set_challenger(self, model: PeakForecaster | None) -> None:
+        self._challenger = model
+        self._candidates = None
+
+    @property
+    def challenger_name(self) -> str | None:
+        return None if self._challenger is None else self._challenger.name
+
+    def promote_challenger(self) -> None:
+        """The challenger won its canary: it forecasts as the champion from now on."""
+        if self._challenger is not None:
+            self._forecaster, self._challenger = self._challenger, None
+            self._cached = self._candidates = None
+
+    def drop_challenger(self) -> None:
+        self.set_challenger(None)
+
+    def candidate_forecasts(self, now: float) -> dict[str, tuple[float | None, str]]:
+        """Every forecasting candidate's base forecast for ``now``: the champion
+        (``model``, with :meth:`forecast`'s failure handling), ``seasonal_naive``, and the
+        ``challenger`` while one is on trial, from one row of features."""
+        value, rung = self.forecast(now)
+        index = self._index(now)
+        cached = self._candidates
+        challenger = self._challenger
+        if cached is not None and cached[0] == index and cached[1] == id(challenger):
+            return {**cached[2], MODEL: (value, rung)}
+        found: dict[str, tuple[float | None, str]] = {MODEL: (value, rung)}
+        features = self._features[1] if self._features and self._features[0] == index else None
+        if features is not None:
+            found[SEASONAL] = (self._safe_demand(_SEASONAL, features), _SEASONAL.name)
+            if challenger is not None:
+                try:
+                    predicted = self._demand(challenger, features)
+                except Exception as error:
+                    # A challenger that cannot forecast has lost its canary.
+                    log.warning("challenger dropped: it failed to forecast: %r", error)
+                    self._challenger = challenger = None
+                else:
+                    found[CHALLENGER] = (
+                        predicted if math.isfinite(predicted) else None,
+                        challenger.name,
+                    )
+        self._candidates = (index, id(challenger), found)
+        return found
+
+    def _safe_demand(self, forecaster: PeakForecaster, features: Features) -> float | None:
+        try:
+            value = self._demand(forecaster, features)
+        except Exception:
+            return None
+        return value if math.isfinite(value) else None
 
     @property
     def trained_at(self) -> float | None:
@@ -395,9 +485,11 @@ class TargetForecaster:
             features = last_row_features(times, values, self.spec)
         except Exception as error:
             # No rung can forecast without features; the planner holds on observed demand.
+            self._features = (index, None)
             self._report_feature_failure(error)
             return None, forecaster.name
         self._feature_failure = None
+        self._features = (index, features)
         try:
             value = self._demand(forecaster, features)
         except Exception as error:

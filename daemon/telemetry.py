@@ -241,6 +241,37 @@ class Telemetry:
             t,
             registry=registry,
         )
+        self.policy_score = Gauge(
+            "elasticd_policy_score",
+            "Each candidate policy's shadow score: mean billed units per step at the target's "
+            "shortfall target (lower is better; docs/tournament.md).",
+            ("target", "policy"),
+            registry=registry,
+        )
+        self.policy_short_share = Gauge(
+            "elasticd_policy_short_share",
+            "Each candidate policy's shadow share of short steps over the scoring window.",
+            ("target", "policy"),
+            registry=registry,
+        )
+        self.policy_cost = Gauge(
+            "elasticd_policy_mean_billed_units",
+            "Each candidate policy's shadow mean billed units per step over the window.",
+            ("target", "policy"),
+            registry=registry,
+        )
+        self.policy_active = Gauge(
+            "elasticd_policy_active",
+            "1 for the policy the target acts on, 0 for the others running in shadow.",
+            ("target", "policy"),
+            registry=registry,
+        )
+        self.policy_events = Counter(
+            "elasticd_policy_switches",
+            "Switches of the acting policy, demotions, and canary promotions and drops.",
+            ("target", "kind"),
+            registry=registry,
+        )
         self.time_to_ready = Gauge(
             "elasticd_time_to_ready_seconds",
             "Seconds the last scale-up took from the write until its units were ready; above "
@@ -290,6 +321,8 @@ class Telemetry:
         self._source_kinds: dict[str, set[str]] = {}
         self._actuator_kinds: dict[str, set[str]] = {}
         self._model_stages: dict[str, set[str]] = {}
+        self._policy_kinds: dict[str, set[str]] = {}
+        self._policies: dict[str, set[str]] = {}
 
     def record_tick(
         self,
@@ -344,6 +377,20 @@ class Telemetry:
         """Another writer changed the target's size away from what elasticd wrote."""
         self.external_overrides.labels(target).inc()
 
+    def record_policy_scores(self, target: str, rows: Iterable[Any]) -> None:
+        """The scoreboard (``daemon.core.tournament.CandidateScore`` rows)."""
+        seen = self._policies.setdefault(target, set())
+        for row in rows:
+            seen.add(row.name)
+            self.policy_score.labels(target, row.name).set(row.score)
+            self.policy_short_share.labels(target, row.name).set(row.short_share)
+            self.policy_cost.labels(target, row.name).set(row.mean_billed)
+            self.policy_active.labels(target, row.name).set(1.0 if row.active else 0.0)
+
+    def record_policy_event(self, target: str, kind: str) -> None:
+        self._policy_kinds.setdefault(target, set()).add(kind)
+        self.policy_events.labels(target, kind).inc()
+
     def record_time_to_ready(self, target: str, seconds: float) -> None:
         self.time_to_ready.labels(target).set(seconds)
 
@@ -396,9 +443,18 @@ class Telemetry:
             (self.source_errors, self._source_kinds),
             (self.actuator_errors, self._actuator_kinds),
             (self.model_failures, self._model_stages),
+            (self.policy_events, self._policy_kinds),
         ):
             for value in seen.pop(target, set()):
                 metric.remove(target, value)
+        for policy in self._policies.pop(target, set()):
+            for gauge in (
+                self.policy_score,
+                self.policy_short_share,
+                self.policy_cost,
+                self.policy_active,
+            ):
+                gauge.remove(target, policy)
         self._model_age.trained_at.pop(target, None)
 
 

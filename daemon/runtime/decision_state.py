@@ -44,6 +44,7 @@ __all__ = ["DecisionStateStore", "SavedState", "StateKey", "ensure_private_dir"]
 log = logging.getLogger("elasticd.state")
 
 FORMAT_VERSION = 1
+TOURNAMENT_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +102,55 @@ class DecisionStateStore:
             "last_written": last_written,
             **(extra or {}),
         }
-        text = json.dumps(document, separators=(",", ":"), allow_nan=False)
-        ensure_private_dir(self.directory)
         # A unique temporary name in the same directory, renamed over the file: readers see the
         # old state or the new one, never a torn write.
-        fd, temporary = tempfile.mkstemp(prefix=f".{target}.", suffix=".tmp", dir=self.directory)
+        self._write(self.path(target), document)
+
+    def tournament_path(self, target: str) -> Path:
+        return self.directory / f"{target}.tournament.json"
+
+    def save_tournament(self, target: str, key: StateKey, data: dict[str, Any]) -> None:
+        """Write the tournament (scoreboard, candidates' states, conformal rings) atomically.
+        Tens of kilobytes, so the reconciler writes it every few minutes and on stop, while
+        the small acting state above is written every tick."""
+        document = {"version": TOURNAMENT_FORMAT_VERSION, "target": target, "key": key.as_json()}
+        self._write(self.tournament_path(target), {**document, "tournament": data})
+
+    def load_tournament(self, target: str, key: StateKey) -> dict[str, Any] | None:
+        """The saved tournament of ``target`` under the same settings key, or None."""
+        path = self.tournament_path(target)
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, UnicodeDecodeError) as error:
+            log.warning(
+                "tournament state %s unreadable, starting fresh: %s",
+                path,
+                error,
+                extra={"target": target},
+            )
+            return None
+        if (
+            not isinstance(document, dict)
+            or document.get("version") != TOURNAMENT_FORMAT_VERSION
+            or document.get("target") != target
+            or document.get("key") != key.as_json()
+            or not isinstance(document.get("tournament"), dict)
+        ):
+            # Scores made under another unit, lead or target compare nothing now.
+            return None
+        data: dict[str, Any] = document["tournament"]
+        return data
+
+    def _write(self, path: Path, document: dict[str, Any]) -> None:
+        text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+        ensure_private_dir(self.directory)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
-            os.replace(temporary, self.path(target))
+            os.replace(temporary, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)

@@ -7,9 +7,11 @@ sides free of the other's vocabulary.
 
 from __future__ import annotations
 
+from daemon.core.conformal import ConformalSettings
 from daemon.core.schedules import NextChange, ScheduleDecision, effective_bounds, next_change
+from daemon.core.tournament import TournamentSettings
 from daemon.core.types import PlannerSettings, RateLimit
-from daemon.forecasting import ForecastSettings
+from daemon.forecasting import CONFORMAL_REFRESH_S, ForecastSettings
 from daemon.settings import (
     ScaleLimit,
     Settings,
@@ -19,6 +21,7 @@ from daemon.settings import (
 )
 
 __all__ = [
+    "conformal_settings",
     "forecast_settings",
     "next_schedule_change",
     "node_layer_lead",
@@ -26,6 +29,7 @@ __all__ = [
     "rate_limit",
     "schedule_at",
     "tick_delay",
+    "tournament_settings",
 ]
 
 
@@ -52,6 +56,28 @@ def planner_settings(target: TargetConfig) -> PlannerSettings:
         scale_down_limit=rate_limit(target.scale_down_limit),
         max_demand_age_s=target.max_demand_age,
         lead_s=target.lead_time,
+    )
+
+
+def tournament_settings(target: TargetConfig) -> TournamentSettings:
+    config = target.tournament
+    return TournamentSettings(
+        candidates=tuple(dict.fromkeys(("model", *config.candidates))),
+        window_s=config.window,
+        switch_margin=config.switch_margin,
+        switch_hold_s=config.switch_hold,
+        pin=config.pin,
+    )
+
+
+def conformal_settings(forecast: ForecastSettings) -> ConformalSettings:
+    """The conformal offset's settings for a target's forecast grid, as the backtest's."""
+    return ConformalSettings(
+        step_s=forecast.step_s,
+        lead_steps=forecast.spec.lead_steps,
+        shortfall_target=forecast.shortfall_target,
+        scale=forecast.unit_capacity,
+        refresh_s=CONFORMAL_REFRESH_S,
     )
 
 

@@ -29,7 +29,8 @@ from daemon.actuators.base import Actuator, Capacity, ScaleResult
 from daemon.actuators.events import KubernetesEventRecorder, scale_event
 from daemon.audit import AuditLog, AuditRecord
 from daemon.core.stabilisation import Recommendations, stabilise_scale_down
-from daemon.core.tick import TickInputs, TickResult, TickState, tick
+from daemon.core.tick import TickResult, TickState
+from daemon.core.tournament import CHALLENGER, MODEL, Switch, Tournament, TournamentInputs
 from daemon.core.types import PlannerSettings
 from daemon.errors import (
     ActuatorError,
@@ -42,14 +43,18 @@ from daemon.errors import (
 )
 from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
-from daemon.runtime.decision_state import DecisionStateStore, StateKey
+from daemon.runtime.decision_state import DecisionStateStore, StateKey, decode, encode
 from daemon.runtime.layers import LayerBoard, NodeLink, NodeRequest
-from daemon.runtime.planning import planner_settings, schedule_at
+from daemon.runtime.planning import (
+    conformal_settings,
+    planner_settings,
+    schedule_at,
+    tournament_settings,
+)
 from daemon.settings import TargetConfig
 from daemon.sources.base import MetricQuery, MetricSource, Sample
 from daemon.sources.policy import Checked, NegativePolicy, Rule, check_latest
 from daemon.telemetry import HealthState, Telemetry
-from models.calibration import with_conformal
 
 __all__ = ["Reconciler", "ScaleEvents", "TickReport"]
 
@@ -63,6 +68,11 @@ WRITE_TIMEOUT_S = 30.0
 # Why a changed decision was not written although the target is active.
 NOT_LEADER = "not leader"
 STOPPING = "stopping"
+# How often the tournament's scoreboard is exported to /metrics (seconds of wall time).
+SCORES_EXPORT_S = 60.0
+# How often the whole tournament (tens of KB a target) is saved; the acting state, on which a
+# scale-down depends, is saved every tick. A kill -9 loses at most this much of the scores.
+TOURNAMENT_SAVE_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +162,16 @@ class Reconciler:
         self.layers = layers
         self._layer_floors: Recommendations = ()
         self.settings: PlannerSettings = planner_settings(target)
-        self.state = TickState()
+        # Every decision goes through the policy tournament, as in `elasticd backtest`: the
+        # candidates run in shadow and the target acts on the winner (docs/tournament.md).
+        self.tournament = Tournament(
+            tournament_settings(target),
+            self.settings,
+            forecaster.calibration_settings(),
+            conformal_settings(forecaster.settings),
+        )
+        self._scores_exported_at = -math.inf
+        self._tournament_saved_at = time.monotonic()
         self.ticks = 0
         self.size_read_max_age_s = size_read_max_age_s
         self._size_read: tuple[float, Capacity] | None = None
@@ -167,6 +186,15 @@ class Reconciler:
         self._booting: tuple[float, int] | None = None
         # Why this tick's demand could not be used, for the audit (None: it could).
         self._source_error: str | None = None
+
+    @property
+    def state(self) -> TickState:
+        """The acting decision state: what the target's own decisions depend on."""
+        return self.tournament.acting
+
+    @state.setter
+    def state(self, value: TickState) -> None:
+        self.tournament.acting = value
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Tick every ``interval_s`` until ``stopping`` is set; a tick in flight finishes.
@@ -188,6 +216,8 @@ class Reconciler:
             next_at = max(next_at + self.interval_s, loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=next_at - loop.time())
+        # The scoreboard outlives the process: a restart resumes it instead of starting over.
+        self._save_tournament()
 
     async def tick(self) -> TickReport:
         """One observe -> forecast -> decide -> act step."""
@@ -207,16 +237,12 @@ class Reconciler:
             self._load_state(now, capacity)
         override = await self._external_override(capacity)
         time_to_ready = self._time_to_ready(now, capacity)
-        base_forecast, forecast_source = self.forecaster.forecast(now)
-        residual = self.forecaster.latest_residual()
+        self._enter_new_model(now)
+        offered = self.forecaster.candidate_forecasts(now)
+        tracker = self.tournament.candidates[MODEL].tracker
+        residual = tracker.latest_residual() if tracker is not None else None
         if residual is not None:
             self.telemetry.record_forecast_error(self.name, residual)
-        # The conformal part of the calibration comes from the forecaster's resolved
-        # forecasts; the integral part is carried in our TickState.
-        self.state = replace(
-            self.state,
-            calibration=with_conformal(self.state.calibration, self.forecaster.conformal_offset()),
-        )
         target = self.target
         schedule = schedule_at(target, now)
         low, high = schedule.plan_bounds
@@ -233,23 +259,28 @@ class Reconciler:
                 self._layer_floors, now, self.settings.scale_down_stabilisation_s, needed
             )
             low = min(max(low, needed), high)
-        result, self.state = tick(
-            self.settings,
-            self.forecaster.calibration_settings(),
-            self.state,
-            TickInputs(
+        outcome = self.tournament.step(
+            TournamentInputs(
                 now=now,
                 current_units=capacity.desired,
                 ready_units=capacity.ready if capacity.ready is not None else capacity.desired,
                 demand=checked.value,
-                base_forecast=base_forecast,
-                forecast_source=forecast_source,
+                forecasts=offered,
                 demand_age_s=age_s,
                 min_units=low,
                 max_units=high,
                 sample_time=self._sample_step(sample_time),
-            ),
+            )
         )
+        result = outcome.tick
+        if outcome.promoted:
+            self.forecaster.promote_challenger()
+        elif outcome.dropped:
+            self.forecaster.drop_challenger()
+        base_forecast, forecast_source = offered.get(outcome.active, (None, outcome.active))
+        for event in outcome.events:
+            await self._report_switch(event)
+        self._export_scores()
         if low > own_low:
             result = _with_layer_reason(result, layer_requests, low)
         layers: dict[str, Any] | None = None
@@ -528,6 +559,55 @@ class Reconciler:
         )
         return TickReport(now, checked.value, checked.rule.value, None, None, None, message)
 
+    # -- the tournament -----------------------------------------------------------------------
+
+    def _enter_new_model(self, now: float) -> None:
+        """A model fitted since the last tick enters the tournament: as the challenger while a
+        trained champion acts (it must win its canary first), else as the champion at once."""
+        fresh = self.forecaster.take_fresh()
+        if fresh is None:
+            return
+        model, label = fresh
+        if self.tournament.needs_canary():
+            self.tournament.new_model(now, label)
+            self.forecaster.set_challenger(model)
+        else:
+            self.forecaster.install(model)
+            self.tournament.install_model(label)
+
+    async def _report_switch(self, event: Switch) -> None:
+        """A switch of the acting policy, a demotion, or a canary's promotion or drop: rare,
+        and each one explained in the log, the audit, a metric and a Kubernetes Event."""
+        self.telemetry.record_policy_event(self.name, event.kind)
+        log.warning(
+            "policy %s: %s -> %s: %s",
+            event.kind,
+            event.from_policy,
+            event.to_policy,
+            event.explanation,
+            extra={"target": self.name, "event": f"policy_{event.kind}", **event.as_json()},
+        )
+        await self._append(
+            AuditRecord(target=self.name, reason=f"policy_{event.kind}", inputs=event.as_json())
+        )
+        events = self.events
+        if events is not None:
+            await events.recorder.record(
+                events.kind,
+                events.name,
+                f"Policy{event.kind.capitalize()}",
+                f"{event.from_policy} -> {event.to_policy}: {event.explanation}",
+            )
+
+    def _export_scores(self) -> None:
+        """The scoreboard as gauges, once a minute: it changes slowly and costs a few
+        microseconds per candidate to compute."""
+        at = time.monotonic()
+        if at - self._scores_exported_at < SCORES_EXPORT_S:
+            return
+        self._scores_exported_at = at
+        self.telemetry.record_policy_scores(self.name, self.tournament.scoreboard())
+
     # -- state --------------------------------------------------------------------------------
 
     def _state_key(self) -> StateKey:
@@ -550,7 +630,11 @@ class Reconciler:
             saved = self.state_store.load(
                 self.name, self._state_key(), keep_on_change=self.target.keep_state_on_change
             )
+        if self.state_store is not None and (saved is None or not saved.settings_changed):
+            self._load_tournament()
         if saved is not None:
+            # The acting state is saved every tick, the tournament every few minutes: the
+            # newer one wins for what the target's own decisions depend on.
             self.state = saved.state
             self._last_written = saved.last_written
             log.info(
@@ -566,9 +650,53 @@ class Reconciler:
             seeded = replace(self.state.planner, recommendations=((now, capacity.desired),))
             self.state = replace(self.state, planner=seeded)
 
+    def _load_tournament(self) -> None:
+        assert self.state_store is not None
+        data = self.state_store.load_tournament(self.name, self._state_key())
+        if data is None:
+            return
+        try:
+            self.tournament = Tournament.from_json(
+                self.tournament.settings,
+                self.tournament.planner,
+                self.tournament.calibration,
+                self.tournament.conformal,
+                (encode, decode),
+                data,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            log.warning(
+                "tournament state malformed, starting its scores afresh: %s",
+                error,
+                extra={"target": self.name},
+            )
+            return
+        if self.forecaster.challenger_name is None and CHALLENGER in self.tournament.candidates:
+            # The challenger's model was not saved: its canary cannot go on.
+            del self.tournament.candidates[CHALLENGER]
+            self.tournament.canary_base = None
+        log.info(
+            "tournament restored: acting on %s",
+            self.tournament.active,
+            extra={"target": self.name, "event": "tournament_restored"},
+        )
+
+    def _save_tournament(self) -> None:
+        self._tournament_saved_at = time.monotonic()
+        if self.state_store is None:
+            return
+        try:
+            self.state_store.save_tournament(
+                self.name, self._state_key(), self.tournament.to_json((encode, decode))
+            )
+        except (OSError, ValueError) as error:
+            log.error("tournament state not saved: %s", error, extra={"target": self.name})
+
     def _save_state(self, now: float) -> None:
         if self.state_store is None:
             return
+        if time.monotonic() - self._tournament_saved_at >= TOURNAMENT_SAVE_S:
+            self._save_tournament()
         try:
             self.state_store.save(
                 self.name,

@@ -37,6 +37,44 @@ class ScaleLimit(SettingsModel):
         return self
 
 
+Policy = Literal["model", "reactive", "seasonal_naive"]
+
+
+class TournamentConfig(SettingsModel):
+    """The policy tournament (docs/tournament.md): every candidate runs in shadow, scored on
+    what its decisions would have cost and how often they would have been short; the target
+    acts on the winner, and a new model must win its canary before it acts."""
+
+    candidates: tuple[Policy, ...] = Field(
+        default=("model", "reactive", "seasonal_naive"),
+        description="Policies run in shadow that may act; 'model' always runs.",
+    )
+    window: PositiveDuration = Field(
+        default=7 * 86_400.0, description="Seconds of trailing history the scores weigh."
+    )
+    switch_margin: float = Field(
+        default=0.05,
+        ge=0,
+        description="How much lower (relative) another policy's score must be to take over.",
+    )
+    switch_hold: Duration = Field(
+        default=86_400.0,
+        description="Seconds another policy must keep winning by the margin before the switch.",
+    )
+    pin: Policy | None = Field(
+        default=None,
+        description="Always act on this policy (the others are still scored and shown).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if "model" not in self.candidates:
+            raise field_error("candidates", "must include 'model'")
+        if self.pin is not None and self.pin not in self.candidates:
+            raise field_error("pin", f"{self.pin!r} is not among the candidates")
+        return self
+
+
 class AboveMaxConfig(SettingsModel):
     """What to do when the forecast needs more than max_units."""
 
@@ -145,6 +183,10 @@ class _TargetBase(SettingsModel):
     )
     overrides: tuple[Override, ...] = Field(
         default=(), description="One-off windows that set bounds or an exact count."
+    )
+    tournament: TournamentConfig = Field(
+        default_factory=TournamentConfig,
+        description="Which policies compete for this target and how a switch is decided.",
     )
     keep_state_on_change: bool = Field(
         default=True,

@@ -12,6 +12,7 @@ from typing import Any
 
 from daemon.actuators.events import KubernetesEventRecorder
 from daemon.actuators.kubernetes import KubernetesScaleActuator
+from daemon.core.tournament import Switch
 from daemon.forecasting import TargetForecaster
 from daemon.runtime.decision_state import DecisionStateStore
 from daemon.runtime.planning import forecast_settings
@@ -254,3 +255,68 @@ async def test_time_to_ready_is_measured_and_a_slow_one_is_said(
     assert seconds is not None and 420.0 <= seconds <= 421.0
     assert harness.audit_lines()[-1]["inputs"]["time_to_ready_s"] == seconds
     assert any("raise lead_time" in record.getMessage() for record in caplog.records)
+
+
+async def test_decisions_go_through_the_tournament_and_its_scores_survive_a_restart(
+    harness: Harness, fake_kube: FakeKube, actuator: KubernetesScaleActuator, tmp_path: Path
+) -> None:
+    store = DecisionStateStore(tmp_path / "targets")
+    fake_kube.seed(deployment(10))
+    first = build(
+        harness, web_target(), ScriptedSource(1000.0), actuator, level=1000.0, store=store
+    )
+    for _ in range(20):
+        report = await first.tick()
+        harness.clock.now += MINUTE
+    assert report.result is not None
+    # The acting policy is named in every decision, as in `elasticd backtest`.
+    assert report.result.decision.reasons[-1] == "policy=model"
+    stopping = asyncio.Event()
+    stopping.set()
+    await first.run(stopping)  # returns at once, saving the tournament on its way out
+    observed = {
+        name: c.tick_state.calibration.observed_steps
+        for name, c in first.tournament.candidates.items()
+    }
+    assert set(observed) == {"model", "reactive", "seasonal_naive"}
+    assert observed["model"] >= 15
+    assert store.tournament_path("web").exists()
+
+    second = build(
+        harness, web_target(), ScriptedSource(1000.0), actuator, level=1000.0, store=store
+    )
+    await second.tick()
+    restored = {
+        name: c.tick_state.calibration.observed_steps
+        for name, c in second.tournament.candidates.items()
+    }
+    # Each shadow carried on from its saved state (one sample more), not from zero.
+    assert restored == {name: steps + 1 for name, steps in observed.items()}
+
+
+async def test_a_policy_switch_is_logged_audited_counted_and_an_event(
+    harness: Harness, fake_kube: FakeKube, actuator: KubernetesScaleActuator
+) -> None:
+    fake_kube.seed(deployment(2))
+    recorder = KubernetesEventRecorder(actuator._client, "shop")
+    events = ScaleEvents(recorder, "Deployment", "web", floor=False)
+    reconciler = build(
+        harness, web_target(), ScriptedSource(1000.0), actuator, level=1000.0, events=events
+    )
+    switch = Switch(
+        at=harness.clock.now,
+        kind="switch",
+        from_policy="model",
+        to_policy="reactive",
+        explanation="reactive scored 12% lower for 24h",
+    )
+
+    await reconciler._report_switch(switch)
+
+    assert harness.counter("elasticd_policy_switches_total", kind="switch") == 1
+    line = harness.audit_lines()[-1]
+    assert line["reason"] == "policy_switch"
+    assert line["inputs"]["to"] == "reactive"
+    posted = [w.body for w in fake_kube.writes if w.verb == "POST" and w.path.endswith("/events")]
+    assert posted[-1]["reason"] == "PolicySwitch"
+    assert "reactive scored 12% lower" in posted[-1]["message"]

@@ -26,6 +26,11 @@ def streamed(daemon: TargetForecaster, trace: Trace) -> Iterator[tuple[float, st
     for i, (now, value) in enumerate(zip(trace.times.tolist(), trace.values.tolist(), strict=True)):
         if i % per_day == 0:
             daemon.train_on(trace.times[:i], trace.values[:i], now)
+            # Installed at once, as each fit of base_forecasts is (the tournament's canary,
+            # which would hold it as a challenger first, is tested on its own).
+            fresh = daemon.take_fresh()
+            if fresh is not None:
+                daemon.install(fresh[0])
         daemon.observe(now, None if math.isnan(value) else value)
         forecast, name = daemon.forecast(now)
         yield (math.nan if forecast is None else forecast), name, daemon.conformal_offset()
