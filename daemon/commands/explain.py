@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import math
 import sys
 from collections.abc import Callable
@@ -30,17 +31,27 @@ from daemon.core.durations import format_duration
 from daemon.core.layers import LayerPlan, plan_layers
 from daemon.core.schedules import ScheduleDecision
 from daemon.core.tick import TickInputs, TickResult, TickState, tick
+from daemon.core.tournament import Tournament
 from daemon.errors import ConfigError
 from daemon.forecasting import TargetForecaster
-from daemon.runtime.app import aws_region, history_step, query_spec, simulator_trace
+from daemon.runtime.app import (
+    aws_region,
+    decision_state_dir,
+    history_step,
+    query_spec,
+    simulator_trace,
+)
+from daemon.runtime.decision_state import decode, encode
 from daemon.runtime.layers import NODE_MODEL_SUFFIX, node_shape
 from daemon.runtime.planning import (
+    conformal_settings,
     forecast_settings,
     next_schedule_change,
     node_layer_lead,
     planner_settings,
     schedule_at,
     tick_delay,
+    tournament_settings,
 )
 from daemon.settings import (
     CloudWatchSourceConfig,
@@ -164,6 +175,43 @@ def explain(
     )
     if isinstance(target, KubernetesWorkloadTarget) and target.node_group is not None:
         lines.extend(_node_lines(settings, target, decision.current, decision.desired, now, read))
+    lines.extend(scoreboard_lines(settings, target))
+    return lines
+
+
+def scoreboard_lines(settings: Settings, target: TargetConfig) -> list[str]:
+    """The policy tournament's scoreboard as the daemon last saved it (every ten minutes and
+    on stop), read-only: explain never changes what the daemon will resume from."""
+    pinned = f" (pinned: {target.tournament.pin})" if target.tournament.pin else ""
+    path = decision_state_dir(settings) / f"{target.name}.tournament.json"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        data = document["tournament"]
+        planner = planner_settings(target)
+        step = _step(settings, target)
+        forecast = forecast_settings(
+            target, settings.training, step, interval_s=tick_delay(settings, target)
+        )
+        tournament = Tournament.from_json(
+            tournament_settings(target),
+            planner,
+            TargetForecaster(forecast).calibration_settings(),
+            conformal_settings(forecast),
+            (encode, decode),
+            data,
+        )
+    except FileNotFoundError:
+        return [f"policies{pinned}: no scoreboard saved yet ({path})"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ConfigError) as error:
+        return [f"policies{pinned}: scoreboard unreadable ({path}: {error})"]
+    lines = [f"policies{pinned}: acting on {tournament.active} (saved scoreboard, {path.name})"]
+    for row in tournament.scoreboard():
+        mark = "*" if row.active else " "
+        label = f" [{row.label}]" if row.label else ""
+        lines.append(
+            f"  {mark} {row.name:<15} score {row.score:8.3f}  billed {row.mean_billed:8.2f}/step"
+            f"  short {100 * row.short_share:6.2f}%  over {row.steps:7.0f} steps{label}"
+        )
     return lines
 
 

@@ -13,8 +13,17 @@ import yaml
 from daemon.cli import main
 from daemon.commands.explain import explain as explain_lines
 from daemon.commands.explain import read_history
+from daemon.core.tournament import Tournament, TournamentInputs
 from daemon.forecasting import TargetForecaster
-from daemon.runtime.planning import forecast_settings, tick_delay
+from daemon.runtime.app import decision_state_dir
+from daemon.runtime.decision_state import DecisionStateStore, StateKey, decode, encode
+from daemon.runtime.planning import (
+    conformal_settings,
+    forecast_settings,
+    planner_settings,
+    tick_delay,
+    tournament_settings,
+)
 from daemon.settings import Settings, TargetConfig, load_settings
 
 CONFIG_DIR = Path(__file__).parents[2] / "config"
@@ -306,3 +315,49 @@ def test_a_model_for_another_lead_time_is_refused(
     _, out, _ = explain(capsys, write(tmp_path, config), "-t", "checkout", "--at", AT)
     assert "forecast: none: saved model refused: " in out
     assert "lead_steps" in out
+
+
+def test_the_saved_scoreboard_is_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, simulator_config(tmp_path / "state"))
+    settings = load_settings(path)
+    target = settings.targets[0]
+    code, out, _ = explain(capsys, path, "-t", target.name, "--at", AT)
+    assert code == 0
+    assert "policies: no scoreboard saved yet" in out
+
+    # What the daemon's reconciler saves: its tournament after some steps.
+    forecast = forecast_settings(
+        target, settings.training, 300.0, interval_s=tick_delay(settings, target)
+    )
+    tournament = Tournament(
+        tournament_settings(target),
+        planner_settings(target),
+        TargetForecaster(forecast).calibration_settings(),
+        conformal_settings(forecast),
+    )
+    start = datetime.fromisoformat(AT).timestamp()
+    for i in range(50):
+        tournament.step(
+            TournamentInputs(
+                now=start + 300.0 * i,
+                current_units=3,
+                ready_units=3,
+                demand=200.0,
+                forecasts={"model": (220.0, "model"), "seasonal_naive": (240.0, "seasonal_naive")},
+            )
+        )
+    key = StateKey(target.unit_capacity, target.lead_time, target.shortfall_target)
+    DecisionStateStore(decision_state_dir(settings)).save_tournament(
+        target.name, key, tournament.to_json((encode, decode))
+    )
+
+    code, out, _ = explain(capsys, path, "-t", target.name, "--at", AT)
+
+    assert code == 0
+    board = out[out.index("policies:") :].splitlines()
+    assert board[0].startswith("policies: acting on model")
+    names = {line.replace("*", " ").split()[0] for line in board[1:4]}
+    assert names == {"model", "reactive", "seasonal_naive"}
+    assert board[1].lstrip().startswith("* model")
