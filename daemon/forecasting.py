@@ -1,8 +1,9 @@
-"""Per-target forecasting state for the daemon: history on a grid, the model, residuals.
+"""Per-target forecasting state for the daemon: history on a grid and the models.
 
 The daemon forecasts exactly as ``elasticd backtest`` replays: the same causal features over
-the same grid, the same training ladder, the same conformal residual offset. The only
-difference is that history arrives sample by sample instead of from a file.
+the same grid and the same training ladder; the conformal offset is the tournament's streaming
+tracker (``daemon.core.conformal``), the one the backtest replays. The only difference is
+that history arrives sample by sample instead of from a file.
 
 Threading: :meth:`TargetForecaster.train` runs in a worker thread while the event loop keeps
 calling :meth:`forecast`; training works on a snapshot and installs the new model with one
@@ -30,13 +31,12 @@ from numpy.typing import NDArray
 
 from daemon.core.tournament import CHALLENGER, MODEL, SEASONAL
 from models.artifacts import load_model, quarantine, save_model
-from models.calibration import CalibrationSettings, conformal_offset, log_residuals
+from models.calibration import CalibrationSettings
 from models.errors import MissingArtifactError, ModelError
 from models.features import (
     Features,
     FeatureSpec,
     build_features,
-    future_peak,
     last_row_features,
     lead_steps_for,
 )
@@ -64,7 +64,6 @@ def model_label(name: str, fitted_at: float) -> str:
 log = logging.getLogger("elasticd.forecasting")
 
 CONFORMAL_REFRESH_S = 3600.0
-_RUNG_CODES = {"recent_peak": 1, "seasonal_naive": 2, "model": 3}
 # Features look back at most a week plus a lead time plus a day; keep a margin.
 _FEATURE_HISTORY_S = 9 * 86_400.0
 HISTORY_DTYPE = np.float32
@@ -112,29 +111,11 @@ class TargetForecaster:
         # accuracy, and at 14-23 days of 1-minute steps float64 made it the largest part of
         # each target's memory. Everything computed from it is computed in float64.
         self._values = np.empty(0, dtype=HISTORY_DTYPE)
-        # Base forecast made at each of the newest grid steps (NaN: none); it ends where
-        # _values ends, and starts at grid index _forecast_first. float32, and only as long as
-        # the conformal offset looks back (a week), not the whole history: it only feeds a
-        # residual quantile, and at full length it was a third of each target's memory in a
-        # daemon of 1,000 targets.
-        self._forecasts = np.empty(0, dtype=np.float32)
-        # Which rung made them (_RUNG_CODES), as (first grid index, code) runs: the rung
-        # changes only when a model is installed, so one code per step was 10 KB per target
-        # that said the same thing ten thousand times.
-        self._rung_runs: list[tuple[int, int]] = []
-        self._forecast_first = 0
         self._forecaster: PeakForecaster = RecentPeak()
         # Only what forecasts and calibration read between fits: a fit reads its longer window
         # from the source (``train_on``). Kept for the whole training window, the buffer was
         # the largest part of each target's memory, and grew for nine days after start.
         self._capacity = math.ceil(_FEATURE_HISTORY_S / settings.step_s)
-        # conformal_offset reads back a calibration window from the last refresh block, whose
-        # newest forecasts resolve a lead time later; keep one refresh period more than that.
-        self._forecast_capacity = (
-            math.ceil(self.calibration_settings().window_s / settings.step_s)
-            + self.spec.lead_steps
-            + 2 * max(1, round(CONFORMAL_REFRESH_S / settings.step_s))
-        )
         self._cached: tuple[int, float | None, str] | None = None
         # The newest one-row features, for the other candidates at the same step.
         self._features: tuple[int, Features | None] | None = None
@@ -144,8 +125,6 @@ class TargetForecaster:
         self._fresh: tuple[PeakForecaster, str] | None = None
         self._challenger: PeakForecaster | None = None
         self._candidates: tuple[int, int, dict[str, tuple[float | None, str]]] | None = None
-        self._offset = 0.0
-        self._offset_index: int | None = None
 
     # -- history --------------------------------------------------------------------------
 
@@ -176,15 +155,9 @@ class TargetForecaster:
         with self._lock:
             if times.size == 0:
                 self._first_index, self._values = None, np.empty(0, dtype=HISTORY_DTYPE)
-                self._forecasts = np.empty(0, dtype=np.float32)
-                self._rung_runs = []
                 return
             first, grid = self._on_grid(times, values, HISTORY_DTYPE)
             self._first_index, self._values = first, grid
-            kept = min(grid.size, self._forecast_capacity)
-            self._forecasts = np.full(kept, np.nan, dtype=np.float32)
-            self._rung_runs = []
-            self._forecast_first = first + grid.size - kept
             self._trim()
             self._cached = None
 
@@ -195,9 +168,6 @@ class TargetForecaster:
             if self._first_index is None:
                 self._first_index = index
                 self._values = np.full(1, np.nan, dtype=HISTORY_DTYPE)
-                self._forecasts = np.full(1, np.nan, dtype=np.float32)
-                self._rung_runs = []
-                self._forecast_first = index
             self._extend_to(index)
             position = index - self._first_index
             if position < 0:
@@ -219,9 +189,6 @@ class TargetForecaster:
             self._values = np.concatenate(
                 (self._values, np.full(missing, np.nan, dtype=HISTORY_DTYPE))
             )
-            self._forecasts = np.concatenate(
-                (self._forecasts, np.full(missing, np.nan, dtype=np.float32))
-            )
             self._trim()
 
     def _trim(self) -> None:
@@ -230,14 +197,6 @@ class TargetForecaster:
         if excess > self._capacity // 10 and self._first_index is not None:
             self._values = self._values[excess:].copy()
             self._first_index += excess
-        excess = self._forecasts.size - self._forecast_capacity
-        if excess > self._forecast_capacity // 10:
-            self._forecasts = self._forecasts[excess:].copy()
-            self._forecast_first += excess
-            # Runs that end before the record starts say nothing any more.
-            runs = self._rung_runs
-            while len(runs) > 1 and runs[1][0] <= self._forecast_first:
-                runs.pop(0)
 
     def _snapshot(self, seconds: float | None) -> tuple[FloatArray, FloatArray]:
         """(times, values) of the newest ``seconds`` of history (all when None)."""
@@ -506,11 +465,6 @@ class TargetForecaster:
                 except Exception:
                     value = math.nan
         result = None if not math.isfinite(value) else value
-        with self._lock:
-            position = index - self._forecast_first
-            if 0 <= position < self._forecasts.size and result is not None:
-                self._forecasts[position] = result
-                self._record_rung(index, _RUNG_CODES.get(forecaster.name, 0))
         self._cached = (index, result, forecaster.name)
         return result, forecaster.name
 
@@ -523,86 +477,6 @@ class TargetForecaster:
         if text != self._feature_failure:
             self._feature_failure = text
             log.error("no forecast: features failed: %s", text, exc_info=error)
-
-    def conformal_offset(self) -> float:
-        """The residual-quantile offset from forecasts whose window has passed.
-
-        Refreshed on whole multiples of the refresh period of the grid, from the residuals of
-        the rung in use only, exactly as the backtest computes it.
-        """
-        with self._lock:
-            if self._first_index is None:
-                return 0.0
-            newest = self._first_index + self._values.size - 1
-            refresh = max(1, round(CONFORMAL_REFRESH_S / self.settings.step_s))
-            block = newest - newest % refresh
-            if self._offset_index == block:
-                return self._offset
-            k = self.spec.lead_steps
-            window = max(1, round(self.calibration_settings().window_s / self.settings.step_s))
-            resolved = block - k  # forecast j is resolved once j + k <= block
-            lo = max(self._first_index, resolved - window)
-            start, stop = lo - self._first_index, block - self._first_index + 1
-            values = self._values[start:stop].astype(np.float64)
-            forecasts, rungs = self._recorded(lo, block + 1)
-            rung = _RUNG_CODES.get(self._forecaster.name, 0)
-        if resolved < lo:
-            offset = 0.0
-        else:
-            residuals = log_residuals(
-                future_peak(values, k), forecasts, self.settings.unit_capacity
-            )
-            offset = conformal_offset(residuals[rungs == rung], self.calibration_settings())
-        self._offset, self._offset_index = offset, block
-        return offset
-
-    def latest_residual(self) -> float | None:
-        """How far the newest resolved forecast fell short (> 0) or over (< 0) in log1p space.
-
-        The forecast made ``lead`` steps ago against the peak observed since: the number to
-        watch when a target's short steps rise. None until one has resolved.
-        """
-        k = self.spec.lead_steps
-        with self._lock:
-            if self._values.size <= k or self._forecasts.size <= k:
-                return None
-            forecast = float(self._forecasts[-k - 1])
-            window = self._values[-k:].astype(np.float64)
-            if not math.isfinite(forecast) or not np.isfinite(window).any():
-                return None
-            peak = float(np.nanmax(window))
-        residuals = log_residuals(
-            np.array([peak]), np.array([forecast]), self.settings.unit_capacity
-        )
-        return float(residuals[0])
-
-    def _recorded(self, lo: int, hi: int) -> tuple[FloatArray, NDArray[np.int8]]:
-        """The forecasts and rungs recorded for grid steps ``[lo, hi)`` (hold the lock):
-        NaN and 0 where none was made or it is no longer kept."""
-        # Empty when the buffer starts after ``hi`` (the first hour of a target without history).
-        size = max(0, hi - lo)
-        forecasts = np.full(size, np.nan)
-        rungs = np.zeros(size, dtype=np.int8)
-        first = self._forecast_first
-        a, b = max(lo, first), min(hi, first + self._forecasts.size)
-        if a < b:
-            forecasts[a - lo : b - lo] = self._forecasts[a - first : b - first]
-        runs = self._rung_runs
-        for (start, code), (stop, _) in zip(runs, [*runs[1:], (hi, 0)], strict=True):
-            a, b = max(lo, start), min(hi, stop)
-            if a < b:
-                rungs[a - lo : b - lo] = code
-        rungs[~np.isfinite(forecasts)] = 0
-        return forecasts, rungs
-
-    def _record_rung(self, index: int, code: int) -> None:
-        """The forecast at grid step ``index`` (and after) came from rung ``code`` (hold the
-        lock). A later forecast for the same step replaces the earlier one, rung included."""
-        runs = self._rung_runs
-        while runs and runs[-1][0] >= index:
-            runs.pop()
-        if not runs or runs[-1][1] != code:
-            runs.append((index, code))
 
     def calibration_settings(self) -> CalibrationSettings:
         return CalibrationSettings(

@@ -47,13 +47,19 @@ from daemon.actuators.simulator import SimulatorActuator
 from daemon.audit import AuditLog
 from daemon.backtest.synthetic import TraceShape, generate_trace
 from daemon.backtest.trace import Trace, load_trace
+from daemon.core.conformal import ConformalTracker
 from daemon.errors import ActuatorError, ConfigError
 from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
 from daemon.ratelimit_client import throttle_for
 from daemon.runtime.decision_state import DecisionStateStore
 from daemon.runtime.layers import NODE_MODEL_SUFFIX, LayerBoard, NodeLink, node_shape
-from daemon.runtime.planning import forecast_settings, node_layer_lead, tick_delay
+from daemon.runtime.planning import (
+    conformal_settings,
+    forecast_settings,
+    node_layer_lead,
+    tick_delay,
+)
 from daemon.runtime.reconciler import Reconciler, ScaleEvents
 from daemon.runtime.target import Closer, TargetRuntime
 from daemon.runtime.trainer import ModelTrainer
@@ -325,19 +331,19 @@ class TargetFactory:
             return None
         assert isinstance(target, KubernetesWorkloadTarget) and target.node_group is not None
         node_lead = target.model_copy(update={"lead_time": node_layer_lead(target, node_target)})
+        node_forecast = forecast_settings(
+            node_lead,
+            settings.training,
+            step,
+            interval_s=delay_s,
+        )
         return NodeLink(
             pod_target=target,
             node_target=node_target,
             shape=node_shape(target.node_group),
-            forecaster=TargetForecaster(
-                forecast_settings(
-                    node_lead,
-                    settings.training,
-                    step,
-                    interval_s=delay_s,
-                )
-            ),
+            forecaster=TargetForecaster(node_forecast),
             board=self.shared.layers,
+            tracker=ConformalTracker(conformal_settings(node_forecast)),
         )
 
     # -- sources --------------------------------------------------------------------------

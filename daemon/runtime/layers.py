@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, replace
 
 from daemon.core.binpack import NodeShape, Resources
+from daemon.core.conformal import ConformalTracker
 from daemon.core.layers import LayerPlan, plan_layers
 from daemon.forecasting import TargetForecaster
 from daemon.runtime.planning import schedule_at
@@ -81,6 +82,8 @@ class NodeLink:
     forecaster: TargetForecaster
     """Trained on the pod demand, forecasting over the node plus pod lead time."""
     board: LayerBoard
+    tracker: ConformalTracker
+    """The node-lead forecast's conformal offset (the one streaming implementation)."""
 
     def plan(
         self,
@@ -90,18 +93,24 @@ class NodeLink:
         pods_desired: int,
         *,
         pods_forecast: float | None = None,
+        demand: float | None = None,
+        sample_time: float | None = None,
     ) -> tuple[LayerPlan, float | None]:
         """The plan for this pod tick (posted on the board) and the node-lead forecast used.
 
         ``calibration``: the pod tick's state; its integral (driven by the pods' short steps)
         applies to the node-lead forecast too, with the node forecaster's own residuals as
-        the conformal part. ``pods_forecast``: the pod tick's own calibrated forecast, a
+        the conformal part (``demand`` at ``sample_time`` resolves its forecasts).
+        ``pods_forecast``: the pod tick's own calibrated forecast, a
         lower bound of the node-lead one.
         """
-        base, _ = self.forecaster.forecast(now)
+        base, rung = self.forecaster.forecast(now)
+        step = self.tracker.settings.step_s
+        at = now if sample_time is None else sample_time
+        offset = self.tracker.update(math.floor(at / step + 1e-6), demand, base, rung)
         forecast: float | None = None
         if base is not None and math.isfinite(base):
-            state = replace(calibration, conformal=self.forecaster.conformal_offset())
+            state = replace(calibration, conformal=offset)
             forecast = calibrated(base, state, self.forecaster.calibration_settings())
         if pods_forecast is not None and math.isfinite(pods_forecast):
             # The node-lead window contains the pods' own, so its peak is at least theirs: two

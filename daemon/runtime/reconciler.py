@@ -291,6 +291,8 @@ class Reconciler:
                 capacity.desired,
                 result.decision.desired,
                 pods_forecast=result.forecast,
+                demand=checked.value,
+                sample_time=self._sample_step(sample_time),
             )
             layers = {
                 "node_target": self.node_link.node_target.name,

@@ -25,20 +25,3 @@ def test_streaming_forecasts_equal_the_walk_forward_replay() -> None:
     replayed_offsets = conformal_offsets(trace, replayed, sources, config, settings.spec.lead_steps)
     assert np.any(replayed_offsets != 0.0)
     np.testing.assert_allclose(np.array(offsets), replayed_offsets, rtol=1e-6, atol=1e-9)
-
-
-def test_latest_residual_compares_the_forecast_a_lead_ago_with_the_peak_since() -> None:
-    settings = ForecastSettings(
-        step_s=60.0, lead_s=120.0, unit_capacity=10.0, shortfall_target=0.01
-    )
-    daemon = TargetForecaster(settings)
-    start = 1_767_571_200.0
-    for i, value in enumerate([30.0, 30.0, 30.0]):
-        daemon.observe(start + 60.0 * i, value)
-        daemon.forecast(start + 60.0 * i)
-    assert daemon.latest_residual() is not None
-    # Demand then jumps to 90 for two steps: the forecast made two steps ago fell short.
-    for i, value in enumerate([90.0, 90.0], start=3):
-        daemon.observe(start + 60.0 * i, value)
-    residual = daemon.latest_residual()
-    assert residual is not None and residual > 0.5

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from daemon.backtest.trace import Trace
+from daemon.core.conformal import ConformalTracker
 from daemon.forecasting import HISTORY_DTYPE, TargetForecaster
+from daemon.runtime.planning import conformal_settings
 
 
 def as_stored(trace: Trace) -> Trace:
@@ -23,6 +25,8 @@ def streamed(daemon: TargetForecaster, trace: Trace) -> Iterator[tuple[float, st
     a fit on the history before that step (what the trainer reads from the source), then the
     sample, the forecast (NaN when none) with its rung, and the conformal offset."""
     per_day = round(86_400.0 / trace.step_s)
+    # The conformal offset as the daemon computes it: the tournament's streaming tracker.
+    tracker = ConformalTracker(conformal_settings(daemon.settings))
     for i, (now, value) in enumerate(zip(trace.times.tolist(), trace.values.tolist(), strict=True)):
         if i % per_day == 0:
             daemon.train_on(trace.times[:i], trace.values[:i], now)
@@ -33,4 +37,10 @@ def streamed(daemon: TargetForecaster, trace: Trace) -> Iterator[tuple[float, st
                 daemon.install(fresh[0])
         daemon.observe(now, None if math.isnan(value) else value)
         forecast, name = daemon.forecast(now)
-        yield (math.nan if forecast is None else forecast), name, daemon.conformal_offset()
+        offset = tracker.update(
+            math.floor(now / daemon.settings.step_s + 1e-6),
+            None if math.isnan(value) else value,
+            forecast,
+            name,
+        )
+        yield (math.nan if forecast is None else forecast), name, offset
