@@ -107,18 +107,28 @@ def score(
     values: FloatArray, ready: IntArray, billed: IntArray, scored: NDArray[np.bool_], unit: float
 ) -> Score:
     """Score a replay over the scored steps (after warm-up, with an observation)."""
-    # In place where it can be: on millions of steps each temporary is tens of megabytes.
+    # Each temporary over millions of steps is tens of megabytes: the integer parts (exact in
+    # any order) are summed a chunk at a time, and only the arrays whose float sums the
+    # report shows are whole (a chunked float sum would round differently).
     demand = values[scored]
-    unserved = ready[scored] * unit  # the ready capacity, until the subtraction below
+    unserved = np.empty(demand.size)  # the ready capacity, until the subtraction below
+    billed_units = 0
+    done = 0
+    for start in range(0, scored.size, CHUNK_STEPS):
+        rows = slice(start, start + CHUNK_STEPS)
+        chunk = ready[rows][scored[rows]]
+        unserved[done : done + chunk.size] = chunk * unit
+        billed_units += int(billed[rows][scored[rows]].sum())
+        done += chunk.size
     short_steps = int(np.count_nonzero(demand > unserved))
     np.subtract(demand, unserved, out=unserved)
     np.maximum(unserved, 0.0, out=unserved)
     total_demand = float(demand.sum())
-    steps = int(scored.sum())
+    steps = int(demand.size)
     return Score(
         short_fraction=float(short_steps / steps) if steps else 0.0,
         unserved_fraction=float(unserved.sum() / total_demand) if total_demand > 0 else 0.0,
-        billed_units=float(billed[scored].sum()),
+        billed_units=float(billed_units),
         scored_steps=steps,
     )
 
@@ -146,6 +156,8 @@ def replay(times: FloatArray, lead_s: float, policy: Policy) -> ReplayLog:
         wanted = policy(i, now, ready_now, capacity.total)
         desired[i] = wanted
         billed[i] = decide(now, wanted)
+    if np.array_equal(billed, desired):
+        billed = desired  # the usual case (see replay_decisions): one array, not two
     return ReplayLog(desired=desired, ready=ready, billed=billed)
 
 
@@ -158,14 +170,19 @@ def replay_decisions(
     without a step loop: once the decisions are known, the units ready at ``t_i`` follow from
     them alone (:func:`ready_units`).
     """
-    desired = np.asarray(decisions, dtype=np.int64).copy()
+    desired = np.asarray(decisions, dtype=np.int64)
     if desired.size != times.size:
         raise ValueError(f"{desired.size} decisions for {times.size} steps")
     if desired.size == 0:
         return ReplayLog(desired=desired, ready=desired.copy(), billed=desired.copy())
-    billed = desired.copy()
-    billed[0] = max(0, int(billed[0]))  # the first decision is ready at once
-    if (billed < 0).any():
+    # After every decision the billed units are the units decided, except a negative first
+    # decision (its units are ready at once, and there are none below zero). The log shares
+    # one array for both where they are equal: on millions of steps that is tens of megabytes.
+    billed = desired
+    if desired[0] < 0:
+        billed = desired.copy()
+        billed[0] = 0
+    if (billed[1:] < 0).any():
         # Negative decisions drive the ready count below zero, which the level argument of
         # ready_units does not cover: replay those step by step.
         return replay(times, lead_s, lambda i, _now, _ready, _total: int(desired[i]))

@@ -335,10 +335,20 @@ def to_grid(
     ``written`` is the text of rows (by row index) whose timestamp ``style`` does not reproduce;
     an observed step is labelled with its row's timestamp as written.
     """
-    step = float(np.median(np.diff(times)))
-    index = np.rint((times - times[0]) / step).astype(np.int64)
+    # In place where it can be: each temporary is a few tens of megabytes on millions of rows.
+    gaps = np.diff(times)
+    step = float(np.median(gaps, overwrite_input=True))
+    del gaps
+    offsets = times - times[0]
+    np.divide(offsets, step, out=offsets)
+    np.rint(offsets, out=offsets)
+    index = offsets.astype(np.int64)
+    del offsets
     size = int(index[-1]) + 1
-    grid_times = times[0] + step * np.arange(size, dtype=np.float64)
+    # times[0] + step * k, computed in place (the same two roundings, in the same order).
+    grid_times = np.arange(size, dtype=np.float64)
+    grid_times *= step
+    grid_times += times[0]
     grid_values = np.full(size, np.nan)
     # Two observations snapping to one step: the later one wins (the trace is ascending).
     grid_values[index] = values
