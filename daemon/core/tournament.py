@@ -99,10 +99,11 @@ class TournamentSettings:
     canary_margin: float = 0.02
     """A challenger wins when its score over its hours is at most this much above the
     champion's over the same hours: a tie goes to the model trained on newer data."""
-    shadow_conformal_window_s: float | None = None
+    shadow_conformal_window_s: float | None = 2 * _DAY
     """The seasonal-naive shadow's conformal window (None: the model's, a week). Its residual
-    ring is the largest part of a candidate's state (40 KB a week at 1-minute steps); two days
-    cut it to 12 KB where memory matters more than that policy's calibration."""
+    ring is the largest part of a candidate's state (a week at 1-minute steps: 30 KB with its
+    rung codes); two days cut it to 9 KB, which a 1,000-target daemon needs to stay in its
+    memory budget, and a shadow that only has to be scored fairly can afford."""
     pin: str | None = None
     """Act on this policy whatever the scores (the others still run and are scored)."""
     default: str = MODEL

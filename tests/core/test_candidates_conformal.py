@@ -62,7 +62,9 @@ def test_streaming_offsets_equal_the_old_vectorised_ones() -> None:
     reference = _vectorised(trace, forecast, sources, config, k)
     assert np.count_nonzero(reference) > len(trace) // 2
     streamed = conformal_offsets(trace, forecast, sources, config, k)
-    np.testing.assert_allclose(streamed, reference, rtol=1e-6, atol=1e-9)
+    # The tracker stores residuals in float16 (memory at 1,000 targets): three significant
+    # digits of a log residual, against the float64 reference.
+    np.testing.assert_allclose(streamed, reference, rtol=2e-3, atol=2e-3)
 
 
 def test_a_restored_tracker_carries_on_exactly() -> None:
@@ -104,10 +106,10 @@ def test_the_latest_residual_is_the_forecast_a_lead_ago_against_the_peak_since()
     assert tracker.latest_residual() is None
     for step, value in enumerate([30.0, 30.0, 30.0]):
         tracker.update(step, value, 30.0, "model")
-    assert tracker.latest_residual() == pytest.approx(0.0, abs=1e-6)
+    assert tracker.latest_residual() == pytest.approx(0.0, abs=1e-3)
     # Demand jumps to 90 for two steps: the forecast of 30 made two steps ago fell short.
     tracker.update(3, 90.0, 90.0, "model")
     tracker.update(4, 90.0, 90.0, "model")
-    assert tracker.latest_residual() == pytest.approx(math.log1p(9.0) - math.log1p(3.0), rel=1e-6)
+    assert tracker.latest_residual() == pytest.approx(math.log1p(9.0) - math.log1p(3.0), rel=1e-3)
     tracker.update(6, None, None, "model")  # a skipped step and a gap: nothing resolved
     assert tracker.latest_residual() is None
