@@ -80,7 +80,7 @@ class ConformalTracker:
         "_offset",
         "_pending",
         "_residuals",
-        "_rungs",
+        "_runs",
         "settings",
     )
 
@@ -89,7 +89,10 @@ class ConformalTracker:
         size = settings.window_steps + 1  # the window holds residuals of j in [i-k-W, i-k]
         # Ring indexed by the forecast's grid step modulo the size; NaN = none resolved there.
         self._residuals = np.full(size, np.nan, dtype=_STORED)
-        self._rungs = np.zeros(size, dtype=np.int8)
+        # Which rung made each resolved forecast, as runs (first forecast step, code): the
+        # rung changes only when a model is installed, so a code per slot said the same thing
+        # ten thousand times (10 KB a tracker at 1,000 targets).
+        self._runs: list[tuple[int, int]] = []
         self._codes: dict[str, int] = {}
         # Forecasts not yet resolved: [grid step, log1p forecast, rung code, peak so far].
         self._pending: list[list[float]] = []
@@ -150,21 +153,37 @@ class ConformalTracker:
         slot = (step - k) % size
         # Forecast step - k resolves now; the ring slot it takes held step - k - size.
         self._residuals[slot] = np.nan
-        self._rungs[slot] = 0
         if pending and int(pending[0][0]) == step - k:
             _made, log_forecast, code, peak = pending.pop(0)
             if math.isfinite(peak):
                 self._residuals[slot] = _log1p_units(peak, settings.scale) - log_forecast
-                self._rungs[slot] = int(code)
+                runs = self._runs
+                if not runs or runs[-1][1] != int(code):
+                    runs.append((step - k, int(code)))
         if step % settings.refresh_steps == 0:
-            self._offset = self._quantile(self._code(rung))
+            self._offset = self._quantile(self._code(rung), step - k)
         if forecast is not None and math.isfinite(forecast):
             pending.append(
                 [float(step), _log1p_units(forecast, settings.scale), self._code(rung), math.nan]
             )
 
-    def _quantile(self, code: int) -> float:
-        residuals = self._residuals[self._rungs == code]
+    def _slot_codes(self, newest: int) -> NDArray[np.int64]:
+        """The rung code of the forecast each ring slot holds, the newest resolved forecast
+        being step ``newest`` (0 before the first run). Old runs are dropped on the way."""
+        size = self._residuals.size
+        runs = self._runs
+        oldest = newest - size + 1
+        while len(runs) > 1 and runs[1][0] <= oldest:
+            runs.pop(0)
+        slots = np.arange(size, dtype=np.int64)
+        steps = newest - (newest - slots) % size
+        starts = np.array([start for start, _ in runs], dtype=np.int64)
+        codes = np.array([0, *(code for _, code in runs)], dtype=np.int64)
+        result: NDArray[np.int64] = codes[np.searchsorted(starts, steps, side="right")]
+        return result
+
+    def _quantile(self, code: int, newest: int) -> float:
+        residuals = self._residuals[self._slot_codes(newest) == code]
         finite = residuals[np.isfinite(residuals)]
         if finite.size < self.settings.min_residuals:
             return 0.0
@@ -175,7 +194,7 @@ class ConformalTracker:
         champion's record: the same rung's recent errors are the best prior it has)."""
         twin = ConformalTracker(self.settings)
         twin._residuals = self._residuals.copy()
-        twin._rungs = self._rungs.copy()
+        twin._runs = list(self._runs)
         twin._codes = dict(self._codes)
         twin._pending = [list(entry) for entry in self._pending]
         twin._last = self._last
@@ -193,7 +212,7 @@ class ConformalTracker:
             # JSON has no NaN: a forecast with no observation yet carries its peak as null.
             "pending": [[x if math.isfinite(x) else None for x in e] for e in self._pending],
             "residuals": base64.b64encode(self._residuals.tobytes()).decode("ascii"),
-            "rungs": base64.b64encode(self._rungs.tobytes()).decode("ascii"),
+            "runs": [list(run) for run in self._runs],
         }
 
     @classmethod
@@ -201,11 +220,10 @@ class ConformalTracker:
         """Restore a snapshot; one taken under a different window starts empty instead."""
         tracker = cls(settings)
         residuals = np.frombuffer(base64.b64decode(data["residuals"]), dtype=_STORED)
-        rungs = np.frombuffer(base64.b64decode(data["rungs"]), dtype=np.int8)
-        if residuals.size != tracker._residuals.size or rungs.size != residuals.size:
+        if residuals.size != tracker._residuals.size or "runs" not in data:
             return tracker
         tracker._residuals = residuals.copy()
-        tracker._rungs = rungs.copy()
+        tracker._runs = [(int(start), int(code)) for start, code in data["runs"]]
         tracker._codes = {str(name): int(code) for name, code in data["codes"].items()}
         tracker._pending = [
             [float(x) if x is not None else math.nan for x in entry] for entry in data["pending"]
