@@ -456,3 +456,27 @@ def test_one_quick_target_does_not_make_the_daemon_ready_while_others_train() ->
     assert health.readiness().reasons == ("target api: no model loaded yet",)
     health.model_loaded("api")
     assert health.readiness().ready
+
+
+def test_the_scoreboard_is_exported_per_policy_and_forgotten_with_its_target() -> None:
+    from daemon.core.tournament import CandidateScore
+
+    registry = CollectorRegistry()
+    telemetry = Telemetry(registry)
+    telemetry.record_policy_scores(
+        "web",
+        [
+            CandidateScore("model", "model@x", 10.5, 10.0, 0.012, 900.0, True),
+            CandidateScore("reactive", "", 11.0, 12.0, 0.004, 900.0, False),
+        ],
+    )
+    value = registry.get_sample_value
+    assert value("elasticd_policy_score", {"target": "web", "policy": "model"}) == 10.5
+    assert value("elasticd_policy_short_share", {"target": "web", "policy": "reactive"}) == 0.004
+    assert value("elasticd_policy_active", {"target": "web", "policy": "model"}) == 1.0
+    assert value("elasticd_policy_active", {"target": "web", "policy": "reactive"}) == 0.0
+    telemetry.record_policy_event("web", "switch")
+    assert value("elasticd_policy_switches_total", {"target": "web", "kind": "switch"}) == 1.0
+    telemetry.forget_target("web")
+    assert value("elasticd_policy_score", {"target": "web", "policy": "model"}) is None
+    assert value("elasticd_policy_switches_total", {"target": "web", "kind": "switch"}) is None
