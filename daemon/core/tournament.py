@@ -99,11 +99,11 @@ class TournamentSettings:
     canary_margin: float = 0.02
     """A challenger wins when its score over its hours is at most this much above the
     champion's over the same hours: a tie goes to the model trained on newer data."""
-    shadow_conformal_window_s: float | None = 2 * _DAY
+    shadow_conformal_window_s: float | None = None
     """The seasonal-naive shadow's conformal window (None: the model's, a week). Its residual
-    ring is the largest part of a candidate's state (a week at 1-minute steps: 30 KB with its
-    rung codes); two days cut it to 9 KB, which a 1,000-target daemon needs to stay in its
-    memory budget, and a shadow that only has to be scored fairly can afford."""
+    ring is the largest part of a candidate's state (a week at 1-minute steps: 20 KB); two
+    days cut it to 6 KB, but made that shadow's offsets noisy enough to lose a level-shift
+    trace at 3 % (HPA/plan 0.87 -> 0.21 on nab 825cc2), so the default keeps the week."""
     pin: str | None = None
     """Act on this policy whatever the scores (the others still run and are scored)."""
     default: str = MODEL
