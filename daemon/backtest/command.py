@@ -149,7 +149,7 @@ def plan_config(args: argparse.Namespace) -> PlanConfig:
         )
     # Imported here: the runtime's mapping pulls in the settings models, which plain replays
     # from flags do not need.
-    from daemon.runtime.planning import planner_settings
+    from daemon.runtime.planning import planner_settings, tournament_settings
     from daemon.settings import load_settings
 
     settings = load_settings(config_path)
@@ -171,6 +171,8 @@ def plan_config(args: argparse.Namespace) -> PlanConfig:
         retrain_every_s=args.retrain_every,
         seed=args.seed,
         planner=planner,
+        # The target's own tournament (candidates, window, margins, pin), as the daemon runs it.
+        tournament=tournament_settings(target),
     )
 
 
@@ -186,7 +188,7 @@ def run_and_write(
     with capped_threads():
         result = run_backtest(trace, config, progress=args.progress)
     report = build_report(result, name)
-    write_decisions(result, decisions)
+    write_decisions(result, decisions, progress=args.progress)
     if report_path is not None:
         report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if plot_path is not None:

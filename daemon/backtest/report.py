@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from tqdm import tqdm
 
 from daemon.backtest.baselines import (
     BaselinePoint,
@@ -24,7 +25,7 @@ from daemon.backtest.replay import (
     score,
     scored_mask,
 )
-from daemon.backtest.trace import Trace
+from daemon.backtest.trace import Trace, label_chunks
 from daemon.backtest.walkforward import PlanConfig, PlanReplay, replay_plan
 from daemon.core.durations import format_duration
 from daemon.errors import InputError
@@ -70,15 +71,24 @@ def run_backtest(trace: Trace, config: PlanConfig, *, progress: bool | None = No
     scored = scored_mask(trace.times, trace.values, config.warmup_s)
     k = lead_steps(config.lead_s, trace.step_s)
     oracle = replay_decisions(
-        trace.times, config.lead_s, oracle_decisions(trace.values, config.unit_capacity, k).tolist()
+        trace.times, config.lead_s, oracle_decisions(trace.values, config.unit_capacity, k)
     )
     oracle_billed = score(
         trace.values, oracle.ready, oracle.billed, scored, config.unit_capacity
     ).billed_units
+    del oracle  # two arrays of the trace's length, not needed during the plan and the sweeps
     plan = replay_plan(trace, config, progress=progress)
     plan_score = score(trace.values, plan.log.ready, plan.log.billed, scored, config.unit_capacity)
     baselines = {
-        name: sweep(trace, config.unit_capacity, config.lead_s, scored, oracle_billed, kind)
+        name: sweep(
+            trace,
+            config.unit_capacity,
+            config.lead_s,
+            scored,
+            oracle_billed,
+            kind,
+            progress=progress,
+        )
         for name, kind in BASELINES.items()
     }
     return Backtest(trace, config, plan, plan_score, oracle_billed, baselines)
@@ -186,25 +196,47 @@ def tournament_report(plan: PlanReplay, scored: list[bool]) -> dict[str, Any]:
     }
 
 
-def write_decisions(result: Backtest, path: Path) -> None:
-    """``timestamp,desired`` per grid step from the first decision on, plus explanations."""
-    plan = result.plan
-    with path.open("w", newline="", encoding="utf-8") as handle:
+def write_decisions(result: Backtest, path: Path, *, progress: bool | None = None) -> None:
+    """``timestamp,desired`` per grid step from the first decision on, plus explanations.
+
+    Written a chunk of rows at a time, the timestamps formatted per chunk (``label_chunks``).
+    """
+    plan, trace = result.plan, result.trace
+    show = sys.stderr.isatty() if progress is None else progress
+    with (
+        path.open("w", newline="", encoding="utf-8") as handle,
+        tqdm(
+            total=len(trace),
+            desc="decisions",
+            unit="row",
+            unit_scale=True,
+            disable=not show,
+            mininterval=0.5,
+            leave=False,
+        ) as bar,
+    ):
         writer = csv.writer(handle)
         writer.writerow(["timestamp", "desired", "forecast", "ready", "reason", "policy"])
-        forecasts = plan.forecast.tolist()
-        for i, label in enumerate(result.trace.labels):
-            forecast = forecasts[i]
-            writer.writerow(
-                [
-                    label,
-                    int(plan.log.desired[i]),
-                    "" if not np.isfinite(forecast) else f"{forecast:.6g}",
-                    int(plan.log.ready[i]),
-                    plan.reasons[i],
-                    plan.active[i] if plan.active else "",
-                ]
+        start = 0
+        for labels in label_chunks(trace.labels):
+            rows = slice(start, start + len(labels))
+            policies = plan.active[rows] if plan.active else [""] * len(labels)
+            writer.writerows(
+                zip(
+                    labels,
+                    plan.log.desired[rows].tolist(),
+                    [
+                        "" if not math.isfinite(f) else f"{f:.6g}"
+                        for f in plan.forecast[rows].tolist()
+                    ],
+                    plan.log.ready[rows].tolist(),
+                    plan.reasons[rows],
+                    policies,
+                    strict=True,
+                )
             )
+            bar.update(len(labels))
+            start += len(labels)
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:

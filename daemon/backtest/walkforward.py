@@ -36,7 +36,7 @@ from daemon.core.tournament import (
 )
 from daemon.core.types import PlannerSettings
 from models.calibration import CalibrationSettings
-from models.features import FeatureSpec, build_features
+from models.features import FEATURE_NAMES, Features, FeatureSpec, build_features
 from models.features import lead_steps_for as lead_steps
 from models.forecaster import (
     DEFAULT_MAX_TRAIN_ROWS,
@@ -202,6 +202,45 @@ def _label(fit_at: float, name: str) -> str:
     return f"{name}@{time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(fit_at))}"
 
 
+class _FeatureWindow:
+    """The feature rows of a sliding range of steps, built a week at a time from the history
+    that reaches them: a whole trace's matrix is 152 bytes a step (1 GB for 6.75M steps) and
+    building it needs four times that."""
+
+    def __init__(self, trace: Trace, spec: FeatureSpec) -> None:
+        self.trace, self.spec = trace, spec
+        # The longest look-back of any feature (seven days of profile, its level's window, the
+        # anchor's day-long fallback 4k steps back, the 16k-step maximum), with room to spare.
+        self.lookback = 8 * spec.day_steps + 20 * spec.lead_steps
+        self.chunk = 7 * spec.day_steps
+        self.lo = self.hi = 0
+        self.matrix = np.empty((0, len(FEATURE_NAMES)))
+        self.anchor = np.empty(0)
+
+    def rows(self, lo: int, hi: int) -> Features:
+        """Features of steps ``lo .. hi - 1`` (row 0 is step ``lo``); ``lo`` never goes back."""
+        if lo >= self.hi:
+            self.lo = self.hi = lo
+            self.matrix, self.anchor = self.matrix[:0], self.anchor[:0]
+        elif lo > self.lo:
+            # Copies, so the dropped rows are freed.
+            self.matrix = self.matrix[lo - self.lo :].copy()
+            self.anchor = self.anchor[lo - self.lo :].copy()
+            self.lo = lo
+        if self.hi < hi:
+            end = min(len(self.trace), max(hi, self.hi + self.chunk))
+            start = max(0, self.hi - self.lookback)
+            built = build_features(
+                self.trace.times[start:end], self.trace.values[start:end], self.spec
+            )
+            self.matrix = np.concatenate([self.matrix, built.matrix[self.hi - start :]])
+            self.anchor = np.concatenate([self.anchor, built.anchor[self.hi - start :]])
+            self.hi = end
+        return Features(
+            self.matrix[lo - self.lo : hi - self.lo], self.anchor[lo - self.lo : hi - self.lo]
+        )
+
+
 class _Models:
     """The walk-forward's trained models: the champion's and the challenger's forecasts for the
     current retraining block, computed per block (features are causal, so a block is one
@@ -209,9 +248,10 @@ class _Models:
 
     def __init__(self, trace: Trace, config: PlanConfig, spec: FeatureSpec) -> None:
         self.trace, self.config, self.spec = trace, config, spec
-        self.features = build_features(trace.times, trace.values, spec)
-        rows = np.arange(len(trace))
-        self.seasonal = forecast_demand(SeasonalNaive(), self.features, spec, rows).tolist()
+        self.features = _FeatureWindow(trace, spec)
+        self.block: Features | None = None
+        self.block_rows = np.empty(0, dtype=np.intp)
+        self.seasonal: list[float] = []
         self.champion: PeakForecaster | None = None
         self.challenger: PeakForecaster | None = None
         self.block_start = 0
@@ -222,8 +262,9 @@ class _Models:
     def _predict(self, model: PeakForecaster | None, start: int, end: int) -> list[float]:
         if model is None:
             return [math.nan] * (end - start)
+        assert self.block is not None
         predicted: list[float] = forecast_demand(
-            model, self.features, self.spec, np.arange(start, end)
+            model, self.block, self.spec, self.block_rows
         ).tolist()
         return predicted
 
@@ -232,12 +273,17 @@ class _Models:
         trace, config = self.trace, self.config
         began = time.perf_counter()
         at = float(trace.times[start])
+        # Only the training window reaches the fit: passing the whole trace made every fit
+        # cost time in proportion to the trace's length (quadratic in all).
+        lo = max(0, start - int(config.train_window_s / trace.step_s))
+        self.block = self.features.rows(lo, end)
+        self.block_rows = np.arange(start - lo, end - lo)
         outcome = train_forecaster(
-            trace.times,
-            trace.values,
-            self.features,
+            trace.times[lo:end],
+            trace.values[lo:end],
+            self.block,
             self.spec,
-            start,
+            start - lo,
             shortfall_target=config.shortfall_target,
             fitted_at=at,
             window_s=config.train_window_s,
@@ -254,6 +300,9 @@ class _Models:
             tournament.new_model(at, label)
             self.challenger = outcome.forecaster
         self.block_start = start
+        self.seasonal = forecast_demand(
+            SeasonalNaive(), self.block, self.spec, self.block_rows
+        ).tolist()
         self.champion_block = self._predict(self.champion, start, end)
         self.challenger_block = self._predict(self.challenger, start, end)
         self.fits.append(Fit(at, outcome.reason, time.perf_counter() - began))
@@ -266,7 +315,7 @@ class _Models:
         assert self.champion is not None
         found: dict[str, tuple[float | None, str]] = {
             MODEL: (usable(self.champion_block[offset]), self.champion.name),
-            SEASONAL: (usable(self.seasonal[i]), SEASONAL),
+            SEASONAL: (usable(self.seasonal[offset]), SEASONAL),
         }
         if self.challenger is not None:
             found[CHALLENGER] = (usable(self.challenger_block[offset]), self.challenger.name)
@@ -296,7 +345,8 @@ def replay_plan(trace: Trace, config: PlanConfig, *, progress: bool | None = Non
     )
     cutoffs = [*retrain_cutoffs(trace, config.retrain_every_s), len(trace)]
     block_end = dict(itertools.pairwise(cutoffs))
-    values = trace.values.tolist()
+    # Not a list: Python floats for every step are 32 bytes a step (216 MB for 6.75M).
+    values = trace.values
     base = np.full(len(trace), np.nan)
     forecasts = np.full(len(trace), np.nan)
     reasons: list[str] = [""] * len(trace)
@@ -308,7 +358,7 @@ def replay_plan(trace: Trace, config: PlanConfig, *, progress: bool | None = Non
     def policy(i: int, now: float, ready: int, total: int) -> int:
         if i in block_end:
             models.retrain(tournament, i, block_end[i])
-        demand = values[i]
+        demand = float(values[i])
         offered = models.forecasts(i)
         result = tournament.step(
             TournamentInputs(
