@@ -16,7 +16,6 @@ whose ``append_async`` had not returned, the last of them possibly torn. The fil
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+from daemon.private_dir import ensure_private_dir
 from daemon.redact import redact_text
 
 __all__ = ["AuditLog", "AuditRecord"]
@@ -83,20 +83,6 @@ def _jsonable(value: Any) -> Any:
     if callable(item):
         return _jsonable(item())
     return str(value)
-
-
-def _ensure_private_dir(directory: Path) -> None:
-    # Path.mkdir(parents=True) ignores ``mode`` for the parents it creates; create each missing
-    # level ourselves so none of them is world-readable. Existing directories are left alone.
-    missing: list[Path] = []
-    current = directory
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for level in reversed(missing):
-        # Another process may create it between the check and here; that is fine.
-        with contextlib.suppress(FileExistsError):
-            level.mkdir(mode=0o700)
 
 
 class AuditLog:
@@ -234,7 +220,7 @@ class AuditLog:
     def _open(self) -> IO[bytes]:
         if self._file is not None:
             return self._file
-        _ensure_private_dir(self.path.parent)
+        ensure_private_dir(self.path.parent)
         # 0600: decisions name workloads and capacities; nobody else on the host needs them.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         handle = os.fdopen(fd, "ab")

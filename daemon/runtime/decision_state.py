@@ -37,6 +37,7 @@ from typing import Any
 from daemon.core.landed import LandedCapacity
 from daemon.core.tick import TickState
 from daemon.core.types import PlannerState
+from daemon.private_dir import ensure_private_dir
 from models.calibration import CalibrationState
 
 __all__ = ["DecisionStateStore", "SavedState", "StateKey", "ensure_private_dir"]
@@ -280,18 +281,3 @@ def _count(value: Any) -> int:
     if number < 0:
         raise ValueError(f"not a count: {value!r}")
     return number
-
-
-def ensure_private_dir(directory: Path) -> None:
-    """Create ``directory`` and any missing parent with mode 0700; existing ones are left
-    alone. (``Path.mkdir(parents=True)`` ignores ``mode`` for the parents it creates.)"""
-    if directory.is_dir():
-        return
-    missing: list[Path] = []
-    current = directory
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for level in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            level.mkdir(mode=0o700)

@@ -23,8 +23,8 @@ from daemon import sdnotify
 from daemon.audit import AuditLog
 from daemon.errors import ConfigError, ElasticdError
 from daemon.leader import AlwaysLeader, LeaderElector, Leadership, resolve_lease_namespace
+from daemon.private_dir import ensure_private_dir
 from daemon.runtime.app import Shared, TargetFactory, fingerprint, open_kube_client
-from daemon.runtime.decision_state import ensure_private_dir
 from daemon.runtime.logging import configure_logging
 from daemon.runtime.signals import LastResort, SignalFlags
 from daemon.runtime.target import TargetRuntime
