@@ -119,19 +119,7 @@ class DecisionStateStore:
 
     def load_tournament(self, target: str, key: StateKey) -> dict[str, Any] | None:
         """The saved tournament of ``target`` under the same settings key, or None."""
-        path = self.tournament_path(target)
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, UnicodeDecodeError) as error:
-            log.warning(
-                "tournament state %s unreadable, starting fresh: %s",
-                path,
-                error,
-                extra={"target": target},
-            )
-            return None
+        document = _read(self.tournament_path(target), target, "tournament state")
         if (
             not isinstance(document, dict)
             or document.get("version") != TOURNAMENT_FORMAT_VERSION
@@ -160,17 +148,8 @@ class DecisionStateStore:
     def load(self, target: str, key: StateKey, *, keep_on_change: bool = True) -> SavedState | None:
         """The saved state of ``target``, or None when there is none or it is unusable."""
         path = self.path(target)
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, UnicodeDecodeError) as error:
-            log.warning(
-                "decision state %s unreadable, starting fresh: %s",
-                path,
-                error,
-                extra={"target": target},
-            )
+        document = _read(path, target, "decision state")
+        if document is None:
             return None
         try:
             return _restore(document, target, key, keep_on_change)
@@ -182,6 +161,19 @@ class DecisionStateStore:
                 extra={"target": target},
             )
             return None
+
+
+def _read(path: Path, target: str, what: str) -> Any:
+    """The JSON document at ``path``; None when absent or unreadable (logged, never raised)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        log.warning(
+            "%s %s unreadable, starting fresh: %s", what, path, error, extra={"target": target}
+        )
+        return None
 
 
 def encode(state: TickState) -> dict[str, Any]:
