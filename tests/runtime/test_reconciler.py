@@ -148,6 +148,8 @@ class Harness:
         level: float | None = None,
         clock: Any = None,
         leadership: Any = None,
+        state_store: Any = None,
+        events: Any = None,
     ) -> Reconciler:
         forecaster = TargetForecaster(forecast_settings(target, TrainingConfig(), 60.0))
         if level is not None:
@@ -165,6 +167,8 @@ class Harness:
             interval_s=1.0,
             call_timeout_s=2.0,
             leadership=leadership,
+            state_store=state_store,
+            events=events,
         )
 
     def audit_lines(self) -> list[dict[str, Any]]:

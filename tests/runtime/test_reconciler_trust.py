@@ -13,12 +13,9 @@ from typing import Any
 from daemon.actuators.events import KubernetesEventRecorder
 from daemon.actuators.kubernetes import KubernetesScaleActuator
 from daemon.core.tournament import Switch
-from daemon.forecasting import TargetForecaster
 from daemon.runtime.decision_state import DecisionStateStore
-from daemon.runtime.planning import forecast_settings
 from daemon.runtime.reconciler import Reconciler, ScaleEvents
-from daemon.settings import KubernetesWorkloadTarget, TrainingConfig
-from daemon.sources.base import MetricQuery
+from daemon.settings import KubernetesWorkloadTarget
 from tests.runtime.test_reconciler import (
     SCALE_PATH,
     FakeKube,
@@ -27,7 +24,6 @@ from tests.runtime.test_reconciler import (
     actuator,
     deployment,
     fake_kube,
-    flat_history,
     harness,
     web_target,
 )
@@ -47,22 +43,8 @@ def build(
     store: DecisionStateStore | None = None,
     events: ScaleEvents | None = None,
 ) -> Reconciler:
-    forecaster = TargetForecaster(forecast_settings(target, TrainingConfig(), MINUTE))
-    flat_history(forecaster, level)
-    return Reconciler(
-        target,
-        source=source,
-        query=MetricQuery(target.name, target.query),
-        actuator=actuator,
-        forecaster=forecaster,
-        audit=harness.audit,
-        telemetry=harness.telemetry,
-        health=harness.health,
-        clock=harness.clock,
-        interval_s=1.0,
-        call_timeout_s=2.0,
-        state_store=store,
-        events=events,
+    return harness.reconciler(
+        target, source, actuator, level=level, state_store=store, events=events
     )
 
 
