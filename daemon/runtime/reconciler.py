@@ -527,12 +527,12 @@ class Reconciler:
     ) -> str:
         kind = "permanent" if isinstance(error, PermanentActuatorError) else "transient"
         self.telemetry.record_actuator_error(self.name, kind)
-        self.health.actuator_failed(self.name, f"{what}: {error or type(error).__name__}")
         # str() of a bare TimeoutError is empty: say what happened rather than nothing.
         text = str(error) or type(error).__name__
         if isinstance(error, TimeoutError) and not str(error):
             text = f"timed out after {timeout_s:.3g}s" if timeout_s is not None else "timed out"
         message = f"{what} failed ({kind}): {text}"
+        self.health.actuator_failed(self.name, message)
         extra = {"target": self.name, "kind": kind, "actuator": self.actuator.describe()}
         if kind == "permanent":
             log.error("%s; nothing written until it is fixed", message, extra=extra)
