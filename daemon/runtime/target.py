@@ -56,11 +56,14 @@ class TargetRuntime:
                 extra={"target": self.name},
             )
             self.trainer.started.set()
+        if self.stopping.is_set():
+            # Stopped while it trained: no cadence to start (stop() has already run and would
+            # not cancel a task created after it, which then slept for hours).
+            return
         self._trainer_task = asyncio.create_task(
             self._train_on_cadence(), name=f"model_trainer:{self.name}"
         )
-        if not self.stopping.is_set():
-            await self.reconciler.run(self.stopping)
+        await self.reconciler.run(self.stopping)
 
     async def _train_on_cadence(self) -> None:
         # A failed fit keeps the model in use and shows in /readyz (the trainer's own loop).
@@ -71,8 +74,6 @@ class TargetRuntime:
         self.stopping.set()
         if self._trainer_task is not None:
             self._trainer_task.cancel()
-        # History retries and asked-for retrains end with the target, not a moment later.
-        await self.trainer.stop()
         agent = self._agent
         if agent is not None and not agent.done():
             if not self.trainer.started.is_set():
@@ -92,10 +93,16 @@ class TargetRuntime:
                     raise
             except Exception:
                 log.exception("target agent failed", extra={"target": self.name})
+        # The cadence may have been started while stop() waited for the agent.
+        if self._trainer_task is not None:
+            self._trainer_task.cancel()
         for task in (self._trainer_task, agent):
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        # History retries and asked-for retrains end with the target, not a moment later.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.trainer.stop(), timeout=grace_s)
 
     async def close(self) -> None:
         for closer in self.closers:
