@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from daemon.core.tournament import CHALLENGER, MODEL, SEASONAL
+from daemon.core.tournament import CHALLENGER, MODEL, SEASONAL, model_label
 from models.artifacts import load_model, quarantine, save_model
 from models.calibration import CalibrationSettings
 from models.errors import MissingArtifactError, ModelError
@@ -56,14 +56,8 @@ ModelFailureListener = Callable[[str], None]
 _SEASONAL = SeasonalNaive()
 
 
-def model_label(name: str, fitted_at: float) -> str:
-    """How a fitted model is named in the tournament's switch log: rung and fit time."""
-    return f"{name}@{time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(fitted_at))}"
-
-
 log = logging.getLogger("elasticd.forecasting")
 
-CONFORMAL_REFRESH_S = 3600.0
 # Features look back at most a week plus a lead time plus a day; keep a margin.
 _FEATURE_HISTORY_S = 9 * 86_400.0
 HISTORY_DTYPE = np.float32

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from daemon.backtest.replay import ReplayLog, replay
 from daemon.backtest.trace import Trace
-from daemon.core.conformal import ConformalSettings, ConformalTracker
+from daemon.core.conformal import ConformalSettings, ConformalTracker, grid_index
 from daemon.core.tournament import (
     CHALLENGER,
     MODEL,
@@ -33,6 +33,7 @@ from daemon.core.tournament import (
     Tournament,
     TournamentInputs,
     TournamentSettings,
+    model_label,
 )
 from daemon.core.types import PlannerSettings
 from models.calibration import CalibrationSettings
@@ -48,8 +49,6 @@ from models.forecaster import (
 )
 
 FloatArray = NDArray[np.float64]
-
-CONFORMAL_REFRESH_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,13 +168,7 @@ def conformal_settings(trace: Trace, config: PlanConfig) -> ConformalSettings:
         shortfall_target=settings.shortfall_target,
         scale=settings.scale,
         window_s=settings.window_s,
-        refresh_s=CONFORMAL_REFRESH_S,
     )
-
-
-def grid_index(now: float, step_s: float) -> int:
-    """The absolute grid step of a time (the conformal refresh is on whole multiples of it)."""
-    return math.floor(now / step_s + 1e-6)
 
 
 def conformal_offsets(
@@ -196,10 +189,6 @@ def conformal_offsets(
             grid_index(now, trace.step_s), values[i], predicted[i], sources[i]
         )
     return offsets
-
-
-def _label(fit_at: float, name: str) -> str:
-    return f"{name}@{time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(fit_at))}"
 
 
 class _FeatureWindow:
@@ -291,7 +280,7 @@ class _Models:
             quantile=config.base_quantile,
             random_state=config.seed,
         )
-        label = _label(at, outcome.forecaster.name)
+        label = model_label(outcome.forecaster.name, at)
         if self.champion is None or not tournament.needs_canary():
             # No trained champion to protect yet: the new fit replaces it at once.
             tournament.install_model(label)

@@ -67,6 +67,13 @@ class ConformalSettings:
         return max(1, round(self.refresh_s / self.step_s))
 
 
+def grid_index(time_s: float, step_s: float) -> int:
+    """The absolute grid step a time falls in (the conformal refresh is on whole multiples of
+    it). The epsilon keeps a time exactly on a step boundary, divided in floating point, from
+    landing one step early."""
+    return math.floor(time_s / step_s + 1e-6)
+
+
 def _log1p_units(value: float, scale: float) -> float:
     return math.log1p(max(value, 0.0) / scale)
 

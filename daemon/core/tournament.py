@@ -29,6 +29,7 @@ each step); :meth:`Tournament.to_json` / :meth:`Tournament.from_json` persist it
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -43,7 +44,7 @@ from daemon.core.candidates import (
     hpa_stabilisation_s,
     smoothed_share,
 )
-from daemon.core.conformal import ConformalSettings, ConformalTracker
+from daemon.core.conformal import ConformalSettings, ConformalTracker, grid_index
 from daemon.core.landed import advance
 from daemon.core.reactive import hpa_recommendation
 from daemon.core.stabilisation import stabilise_scale_down
@@ -64,6 +65,11 @@ _DAY = 86_400.0
 _FRONTIER_REFRESH_S = 3_600.0
 _REFEREE_S = 300.0
 _HOUR = 3_600.0
+
+
+def model_label(name: str, fitted_at: float) -> str:
+    """How a fitted model is named in the switch log: its rung and fit time (UTC)."""
+    return f"{name}@{time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(fitted_at))}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,10 +298,9 @@ class Tournament:
 
     def step(self, inputs: TournamentInputs) -> TournamentResult:
         """Shadow-replay every candidate for this step, update the scores, act on the winner."""
-        index = math.floor(
-            (inputs.now if inputs.sample_time is None else inputs.sample_time)
-            / self.conformal.step_s
-            + 1e-6
+        index = grid_index(
+            inputs.now if inputs.sample_time is None else inputs.sample_time,
+            self.conformal.step_s,
         )
         demand_ok = demand_is_valid(
             inputs.demand, inputs.demand_age_s, self.planner.max_demand_age_s

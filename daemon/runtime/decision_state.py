@@ -91,7 +91,6 @@ class DecisionStateStore:
         *,
         now: float,
         last_written: int | None,
-        extra: dict[str, Any] | None = None,
     ) -> None:
         """Write the state atomically; raises ``OSError`` (the caller logs and goes on)."""
         document = {
@@ -101,7 +100,6 @@ class DecisionStateStore:
             "key": key.as_json(),
             "state": encode(state),
             "last_written": last_written,
-            **(extra or {}),
         }
         # A unique temporary name in the same directory, renamed over the file: readers see the
         # old state or the new one, never a torn write.

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, replace
 
 from daemon.core.binpack import NodeShape, Resources
-from daemon.core.conformal import ConformalTracker
+from daemon.core.conformal import ConformalTracker, grid_index
 from daemon.core.layers import LayerPlan, plan_layers
 from daemon.forecasting import TargetForecaster
 from daemon.runtime.planning import schedule_at
@@ -107,7 +107,7 @@ class NodeLink:
         base, rung = self.forecaster.forecast(now)
         step = self.tracker.settings.step_s
         at = now if sample_time is None else sample_time
-        offset = self.tracker.update(math.floor(at / step + 1e-6), demand, base, rung)
+        offset = self.tracker.update(grid_index(at, step), demand, base, rung)
         forecast: float | None = None
         if base is not None and math.isfinite(base):
             state = replace(calibration, conformal=offset)

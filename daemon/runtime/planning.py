@@ -11,7 +11,7 @@ from daemon.core.conformal import ConformalSettings
 from daemon.core.schedules import NextChange, ScheduleDecision, effective_bounds, next_change
 from daemon.core.tournament import TournamentSettings
 from daemon.core.types import PlannerSettings, RateLimit
-from daemon.forecasting import CONFORMAL_REFRESH_S, ForecastSettings
+from daemon.forecasting import ForecastSettings
 from daemon.settings import (
     ScaleLimit,
     Settings,
@@ -71,13 +71,13 @@ def tournament_settings(target: TargetConfig) -> TournamentSettings:
 
 
 def conformal_settings(forecast: ForecastSettings) -> ConformalSettings:
-    """The conformal offset's settings for a target's forecast grid, as the backtest's."""
+    """The conformal offset's settings for a target's forecast grid, as the backtest's (its
+    window and hourly refresh are the defaults both use)."""
     return ConformalSettings(
         step_s=forecast.step_s,
         lead_steps=forecast.spec.lead_steps,
         shortfall_target=forecast.shortfall_target,
         scale=forecast.unit_capacity,
-        refresh_s=CONFORMAL_REFRESH_S,
     )
 
 

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from daemon.actuators.base import Actuator, Capacity, ScaleResult
 from daemon.actuators.events import KubernetesEventRecorder, scale_event
 from daemon.audit import AuditLog, AuditRecord
+from daemon.core.conformal import grid_index
 from daemon.core.stabilisation import Recommendations, stabilise_scale_down
 from daemon.core.tick import TickResult, TickState
 from daemon.core.tournament import CHALLENGER, MODEL, Switch, Tournament, TournamentInputs
@@ -353,7 +354,7 @@ class Reconciler:
         if sample_time is None:
             return None
         step = self.forecaster.settings.step_s
-        return math.floor(sample_time / step) * step
+        return grid_index(sample_time, step) * step
 
     async def _guard(self, call: Awaitable[T], timeout_error: type[Exception], what: str) -> T:
         """``call`` under the tick's timeout; a timeout becomes the transient error of its kind."""
@@ -632,7 +633,8 @@ class Reconciler:
             saved = self.state_store.load(
                 self.name, self._state_key(), keep_on_change=self.target.keep_state_on_change
             )
-        if self.state_store is not None and (saved is None or not saved.settings_changed):
+        if self.state_store is not None:
+            # Saved under other settings, the scores are not restored (the store checks).
             self._load_tournament()
         if saved is not None:
             # The acting state is saved every tick, the tournament every few minutes: the

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from daemon.backtest.trace import Trace
-from daemon.core.conformal import ConformalTracker
+from daemon.core.conformal import ConformalTracker, grid_index
 from daemon.forecasting import HISTORY_DTYPE, TargetForecaster
 from daemon.runtime.planning import conformal_settings
 
@@ -38,7 +38,7 @@ def streamed(daemon: TargetForecaster, trace: Trace) -> Iterator[tuple[float, st
         daemon.observe(now, None if math.isnan(value) else value)
         forecast, name = daemon.forecast(now)
         offset = tracker.update(
-            math.floor(now / daemon.settings.step_s + 1e-6),
+            grid_index(now, daemon.settings.step_s),
             None if math.isnan(value) else value,
             forecast,
             name,
