@@ -6,23 +6,26 @@ read compared with the size the decision was made on (see :mod:`daemon.actuators
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import aioboto3
 from botocore.config import Config
 
 from daemon.actuators.aws import AwsClient
-from daemon.actuators.base import Capacity, ScaleResult, clamp
-from daemon.actuators.retry import RetryPolicy, WriteGuard, check_expected
+from daemon.actuators.aws_size import AwsSizeActuator, SizeState, WriteRequest
+from daemon.actuators.base import Capacity
+from daemon.actuators.retry import RetryPolicy
 from daemon.errors import PermanentActuatorError
 
 
-class AutoScalingGroupActuator:
+class AutoScalingGroupActuator(AwsSizeActuator):
     """Reads and writes the desired capacity of one Auto Scaling group.
 
     Requests are clamped to the group's own MinSize/MaxSize read just before (AWS refuses an
     out-of-range value, moto accepts it). ``ready`` counts InService, Healthy instances.
     """
+
+    service: ClassVar[str] = "autoscaling"
 
     def __init__(
         self,
@@ -35,56 +38,41 @@ class AutoScalingGroupActuator:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.group_name = group_name
-        self._autoscaling = AwsClient(
-            "autoscaling",
+        super().__init__(
             region=region,
             endpoint_url=endpoint_url,
             session=session,
             client_config=client_config,
             retry=retry,
         )
-        self._guard = WriteGuard(self.describe())
 
     def describe(self) -> str:
         return f"auto scaling group {self.group_name}"
 
-    async def read(self) -> Capacity:
-        group = await describe_group(self._autoscaling, self.group_name, self.describe())
-        return Capacity(
-            desired=int(group["DesiredCapacity"]),
-            ready=healthy_in_service(group),
-            min_size=int(group["MinSize"]),
-            max_size=int(group["MaxSize"]),
+    async def read_state(self) -> SizeState:
+        group = await describe_group(self.client, self.group_name, self.describe())
+        return SizeState(
+            Capacity(
+                desired=int(group["DesiredCapacity"]),
+                ready=healthy_in_service(group),
+                min_size=int(group["MinSize"]),
+                max_size=int(group["MaxSize"]),
+            ),
+            group,
         )
 
-    async def scale(
-        self, desired: int, *, expected: int | None = None, deadline: float | None = None
-    ) -> ScaleResult:
-        """Set DesiredCapacity once, within the group's bounds, if a fresh read still shows
-        ``expected``; never after ``deadline``."""
-        self._guard.check_deferred()
-        self._autoscaling.ensure_writable(self.describe())
-        self._guard.fence(deadline, self._autoscaling.write_timeout)
-        current = await self.read()
-        check_expected(self.describe(), expected, current.desired)
-        applied = clamp(desired, current.min_size, current.max_size, what=self.describe())
-        if applied == current.desired:
-            return ScaleResult(False, current.desired, desired, applied)
+    def write_request(self, applied: int, state: SizeState) -> WriteRequest:
         # HonorCooldown=False: the daemon applies its own stabilisation; the group's cooldown
         # would silently drop a forecast-driven scale-up made shortly after another change.
-        await self._autoscaling.write(
+        return WriteRequest(
             "set_desired_capacity",
-            f"set capacity of {self.describe()}",
-            self._guard,
-            deadline,
-            AutoScalingGroupName=self.group_name,
-            DesiredCapacity=applied,
-            HonorCooldown=False,
+            "set capacity of",
+            {
+                "AutoScalingGroupName": self.group_name,
+                "DesiredCapacity": applied,
+                "HonorCooldown": False,
+            },
         )
-        return ScaleResult(True, current.desired, desired, applied)
-
-    async def close(self) -> None:
-        await self._autoscaling.close()
 
 
 async def describe_group(autoscaling: AwsClient, group_name: str, what: str) -> dict[str, Any]:

@@ -6,23 +6,26 @@ read compared with the size the decision was made on (see :mod:`daemon.actuators
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import aioboto3
 from botocore.config import Config
 
 from daemon.actuators.aws import AwsClient
-from daemon.actuators.base import Capacity, ScaleResult, clamp
-from daemon.actuators.retry import RetryPolicy, WriteGuard, check_expected
+from daemon.actuators.aws_size import AwsSizeActuator, SizeState, WriteRequest
+from daemon.actuators.base import Capacity
+from daemon.actuators.retry import RetryPolicy
 
 
-class EksNodegroupActuator:
+class EksNodegroupActuator(AwsSizeActuator):
     """Reads and writes the desired size of one EKS managed node group.
 
     The node group's own min/max are read on every scale and the request is clamped to them:
     EKS would refuse an out-of-range size, and moto would silently accept it. ``ready`` is
     ``None``: DescribeNodegroup does not report how many nodes are ready.
     """
+
+    service: ClassVar[str] = "eks"
 
     def __init__(
         self,
@@ -37,56 +40,41 @@ class EksNodegroupActuator:
     ) -> None:
         self.cluster = cluster
         self.nodegroup = nodegroup
-        self._eks = AwsClient(
-            "eks",
+        super().__init__(
             region=region,
             endpoint_url=endpoint_url,
             session=session,
             client_config=client_config,
             retry=retry,
         )
-        self._guard = WriteGuard(self.describe())
 
     def describe(self) -> str:
         return f"eks nodegroup {self.cluster}/{self.nodegroup}"
 
-    async def read(self) -> Capacity:
-        scaling = await describe_scaling(self._eks, self.cluster, self.nodegroup, self.describe())
-        return Capacity(
-            desired=int(scaling.get("desiredSize", 0)),
-            ready=None,
-            min_size=_optional_int(scaling.get("minSize")),
-            max_size=_optional_int(scaling.get("maxSize")),
+    async def read_state(self) -> SizeState:
+        scaling = await describe_scaling(self.client, self.cluster, self.nodegroup, self.describe())
+        return SizeState(
+            Capacity(
+                desired=int(scaling.get("desiredSize", 0)),
+                ready=None,
+                min_size=_optional_int(scaling.get("minSize")),
+                max_size=_optional_int(scaling.get("maxSize")),
+            ),
+            scaling,
         )
 
-    async def scale(
-        self, desired: int, *, expected: int | None = None, deadline: float | None = None
-    ) -> ScaleResult:
-        """Set desiredSize once, within the group's bounds, if a fresh read still shows
-        ``expected``; never after ``deadline``."""
-        self._guard.check_deferred()
-        self._eks.ensure_writable(self.describe())
-        self._guard.fence(deadline, self._eks.write_timeout)
-        current = await self.read()
-        check_expected(self.describe(), expected, current.desired)
-        applied = clamp(desired, current.min_size, current.max_size, what=self.describe())
-        if applied == current.desired:
-            return ScaleResult(False, current.desired, desired, applied)
+    def write_request(self, applied: int, state: SizeState) -> WriteRequest:
         # Only desiredSize is sent: resending the min/max we read could undo a change someone
         # made to them since, and EKS keeps the fields a partial scalingConfig leaves out.
-        await self._eks.write(
+        return WriteRequest(
             "update_nodegroup_config",
-            f"update {self.describe()}",
-            self._guard,
-            deadline,
-            clusterName=self.cluster,
-            nodegroupName=self.nodegroup,
-            scalingConfig={"desiredSize": applied},
+            "update",
+            {
+                "clusterName": self.cluster,
+                "nodegroupName": self.nodegroup,
+                "scalingConfig": {"desiredSize": applied},
+            },
         )
-        return ScaleResult(True, current.desired, desired, applied)
-
-    async def close(self) -> None:
-        await self._eks.close()
 
 
 async def describe_scaling(

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import aioboto3
 from botocore.config import Config
 from kubernetes_asyncio import client
 
 from daemon.actuators.autoscaling_group import describe_group, healthy_in_service
-from daemon.actuators.aws import AwsClient
+from daemon.actuators.aws_size import AwsSizeActuator, SizeState, WriteRequest
 from daemon.actuators.base import Capacity, ScaleResult, clamp
 from daemon.actuators.eks import describe_scaling
 from daemon.actuators.kubernetes import KUBE_ERRORS, MERGE_PATCH, KubeRequests, map_api_error
@@ -172,7 +172,7 @@ async def find_owning_hpa(
     return owners[0] if owners else None
 
 
-class AsgFloorActuator:
+class AsgFloorActuator(AwsSizeActuator):
     """Reads and writes ``MinSize`` of one EC2 Auto Scaling group.
 
     ``DesiredCapacity`` is never sent, so Cluster Autoscaler, Karpenter or scaling policies
@@ -180,6 +180,8 @@ class AsgFloorActuator:
     size, AWS raises DesiredCapacity to it by itself (so does moto, comparing against its
     instance count); lowering MinSize leaves DesiredCapacity for the autoscaler to reduce.
     """
+
+    service: ClassVar[str] = "autoscaling"
 
     def __init__(
         self,
@@ -192,61 +194,48 @@ class AsgFloorActuator:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.group_name = group_name
-        self._autoscaling = AwsClient(
-            "autoscaling",
+        super().__init__(
             region=region,
             endpoint_url=endpoint_url,
             session=session,
             client_config=client_config,
             retry=retry,
         )
-        self._guard = WriteGuard(self.describe())
 
     def describe(self) -> str:
         return f"auto scaling group {self.group_name} floor"
 
-    async def read(self) -> Capacity:
-        group = await describe_group(self._autoscaling, self.group_name, self.describe())
-        return Capacity(
-            desired=int(group["MinSize"]),
-            ready=healthy_in_service(group),
-            min_size=None,
-            max_size=int(group["MaxSize"]),
+    async def read_state(self) -> SizeState:
+        group = await describe_group(self.client, self.group_name, self.describe())
+        return SizeState(
+            Capacity(
+                desired=int(group["MinSize"]),
+                ready=healthy_in_service(group),
+                min_size=None,
+                max_size=int(group["MaxSize"]),
+            ),
+            group,
         )
 
-    async def scale(
-        self, desired: int, *, expected: int | None = None, deadline: float | None = None
-    ) -> ScaleResult:
-        """Set MinSize once if a fresh read still shows the floor ``expected``; never after
-        ``deadline`` (AWS has no compare-and-set; see :mod:`daemon.actuators.aws`)."""
-        self._guard.check_deferred()
-        self._autoscaling.ensure_writable(self.describe())
-        self._guard.fence(deadline, self._autoscaling.write_timeout)
-        current = await self.read()
-        check_expected(self.describe(), expected, current.desired)
-        applied = clamp(desired, 0, current.max_size, what=self.describe())
-        if applied == current.desired:
-            return ScaleResult(False, current.desired, desired, applied)
-        await self._autoscaling.write(
+    def write_bounds(self, capacity: Capacity) -> tuple[int | None, int | None]:
+        return 0, capacity.max_size
+
+    def write_request(self, applied: int, state: SizeState) -> WriteRequest:
+        return WriteRequest(
             "update_auto_scaling_group",
-            f"update {self.describe()}",
-            self._guard,
-            deadline,
-            AutoScalingGroupName=self.group_name,
-            MinSize=applied,
+            "update",
+            {"AutoScalingGroupName": self.group_name, "MinSize": applied},
         )
-        return ScaleResult(True, current.desired, desired, applied)
-
-    async def close(self) -> None:
-        await self._autoscaling.close()
 
 
-class NodegroupFloorActuator:
+class NodegroupFloorActuator(AwsSizeActuator):
     """Reads and writes ``scalingConfig.minSize`` of one EKS managed node group.
 
     EKS refuses a minSize above desiredSize, so a raised floor also raises desiredSize to it
     (only when below); otherwise desiredSize is left to Cluster Autoscaler or Karpenter.
     """
+
+    service: ClassVar[str] = "eks"
 
     def __init__(
         self,
@@ -261,64 +250,42 @@ class NodegroupFloorActuator:
     ) -> None:
         self.cluster = cluster
         self.nodegroup = nodegroup
-        self._eks = AwsClient(
-            "eks",
+        super().__init__(
             region=region,
             endpoint_url=endpoint_url,
             session=session,
             client_config=client_config,
             retry=retry,
         )
-        self._guard = WriteGuard(self.describe())
 
     def describe(self) -> str:
         return f"eks nodegroup {self.cluster}/{self.nodegroup} floor"
 
-    async def read(self) -> Capacity:
-        scaling = await self._scaling_config()
-        return Capacity(
-            desired=int(scaling.get("minSize", 0)),
-            ready=None,
-            min_size=None,
-            max_size=int(scaling["maxSize"]),
+    async def read_state(self) -> SizeState:
+        scaling = await describe_scaling(self.client, self.cluster, self.nodegroup, self.describe())
+        if "maxSize" not in scaling:
+            raise PermanentActuatorError(f"{self.describe()}: no scalingConfig.maxSize")
+        return SizeState(
+            Capacity(
+                desired=int(scaling.get("minSize", 0)),
+                ready=None,
+                min_size=None,
+                max_size=int(scaling["maxSize"]),
+            ),
+            scaling,
         )
 
-    async def scale(
-        self, desired: int, *, expected: int | None = None, deadline: float | None = None
-    ) -> ScaleResult:
-        """Set minSize once if a fresh read still shows the floor ``expected``; never after
-        ``deadline`` (AWS has no compare-and-set; see :mod:`daemon.actuators.aws`)."""
-        self._guard.check_deferred()
-        self._eks.ensure_writable(self.describe())
-        self._guard.fence(deadline, self._eks.write_timeout)
-        scaling = await self._scaling_config()
-        previous = int(scaling.get("minSize", 0))
-        check_expected(self.describe(), expected, previous)
-        maximum = int(scaling["maxSize"])
-        applied = clamp(desired, 0, maximum, what=self.describe())
-        if applied == previous:
-            return ScaleResult(False, previous, desired, applied)
+    def write_bounds(self, capacity: Capacity) -> tuple[int | None, int | None]:
+        return 0, capacity.max_size
+
+    def write_request(self, applied: int, state: SizeState) -> WriteRequest:
         # Only the fields that must change are sent: resending the max or desired size we
         # read could undo a change the node autoscaler made since.
         config: dict[str, int] = {"minSize": applied}
-        if int(scaling.get("desiredSize", 0)) < applied:
+        if int(state.raw.get("desiredSize", 0)) < applied:
             config["desiredSize"] = applied
-        await self._eks.write(
+        return WriteRequest(
             "update_nodegroup_config",
-            f"update {self.describe()}",
-            self._guard,
-            deadline,
-            clusterName=self.cluster,
-            nodegroupName=self.nodegroup,
-            scalingConfig=config,
+            "update",
+            {"clusterName": self.cluster, "nodegroupName": self.nodegroup, "scalingConfig": config},
         )
-        return ScaleResult(True, previous, desired, applied)
-
-    async def close(self) -> None:
-        await self._eks.close()
-
-    async def _scaling_config(self) -> dict[str, Any]:
-        scaling = await describe_scaling(self._eks, self.cluster, self.nodegroup, self.describe())
-        if "maxSize" not in scaling:
-            raise PermanentActuatorError(f"{self.describe()}: no scalingConfig.maxSize")
-        return scaling
