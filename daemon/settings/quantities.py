@@ -12,9 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
-from daemon.core.durations import parse_duration
-
-_DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$"
+from daemon.core.durations import DURATION_PATTERN, parse_duration
 
 
 def _duration(value: Any) -> Any:
@@ -24,15 +22,22 @@ def _duration(value: Any) -> Any:
     return value
 
 
-# Seconds; written as 300, "300s", "5m", "1h", "7d".
+# Seconds; written as 300, "300s", "5m", "1h", "7d", or compound as Go and Prometheus write
+# them ("1h30m", "2m30s", "500ms"). The schema carries the parser's own pattern and says so in
+# words, since an editor shows the description, not the regular expression.
 Duration = Annotated[
     float,
     BeforeValidator(_duration),
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": _DURATION_PATTERN},
-                {"type": "number", "minimum": 0},
+                {
+                    "type": "string",
+                    "pattern": DURATION_PATTERN,
+                    "description": "A duration: 300, 300s, 5m, 1h, 7d, or compound as in Go "
+                    "and Prometheus (1h30m, 2m30s, 500ms; largest unit first).",
+                },
+                {"type": "number", "minimum": 0, "description": "Seconds."},
             ]
         }
     ),
