@@ -9,6 +9,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daemon.conventions import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    WATCH_INTERVAL_ENV,
+    resolve_config,
+    resolve_watch_interval,
+)
 from daemon.errors import ConfigError
 from daemon.runtime.allocator import fix_mmap_threshold
 from daemon.runtime.logging import configure_logging
@@ -31,17 +38,30 @@ def register(subparsers: SubParsers) -> None:
         "run",
         help="run the autoscaling daemon",
         description="Forecast demand and resize the configured targets until stopped. "
-        "SIGHUP reloads the configuration; SIGTERM stops after in-flight writes finish.",
+        "SIGHUP, or a change to the file, reloads the configuration; SIGTERM stops after "
+        "in-flight writes finish.",
     )
-    parser.add_argument("--config", "-c", dest="config_option", metavar="FILE", help="YAML file")
+    where = f"(default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})"
+    parser.add_argument(
+        "--config", "-c", dest="config_option", metavar="FILE", help=f"YAML file {where}"
+    )
     parser.add_argument("config", nargs="?", metavar="FILE", help="YAML file (or use --config)")
+    parser.add_argument(
+        "--watch-interval",
+        metavar="DURATION",
+        help="how often to check the file for changes and reload, e.g. 5s; 0 turns it off "
+        f"(default: ${WATCH_INTERVAL_ENV}, else 5s)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    name = args.config_option or args.config
-    if name is None:
-        print("elasticd run: a configuration file is required (--config FILE)", file=sys.stderr)
+    location = resolve_config(args.config_option or args.config)
+    name = str(location.path)
+    try:
+        watch_interval_s = resolve_watch_interval(args.watch_interval)
+    except ValueError as error:
+        print(f"elasticd run: {error}", file=sys.stderr)
         return 2
     # Until the file is read its log_format is unknown: use the automatic choice meanwhile.
     configure_logging("auto")
@@ -49,16 +69,18 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(name)
     except ConfigError as error:
         where = "" if isinstance(error, ConfigFileError) else f"{name}: "
+        hint = location.missing_hint() if not location.path.exists() else ""
         log.error(
-            "invalid configuration: %s%s",
+            "invalid configuration: %s%s%s",
             where,
             error,
+            hint,
             extra={"event": "config_error", "file": name, "path": error.path},
         )
         return EXIT_CONFIG
     configure_logging(settings.log_format)
     fix_mmap_threshold()
-    supervisor = Supervisor(Path(name), settings)
+    supervisor = Supervisor(Path(name), settings, watch_interval_s=watch_interval_s)
     try:
         return asyncio.run(supervisor.run())
     finally:

@@ -16,7 +16,25 @@ from typing import IO, Any, Literal
 from daemon.redact import redact_text
 from daemon.settings import LogFormat
 
-__all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "resolve_format"]
+__all__ = [
+    "JsonFormatter",
+    "TextFormatter",
+    "configure_logging",
+    "resolve_format",
+    "set_default_level",
+]
+
+# The level chosen at start (--log-level, ELASTICD_LOG_LEVEL); every later configure_logging,
+# a reload's included, keeps it instead of falling back to info.
+_default_level = logging.INFO
+
+
+def set_default_level(level: int) -> None:
+    """The level ``configure_logging`` uses when not given one, from now on."""
+    global _default_level
+    _default_level = level
+    logging.getLogger().setLevel(level)
+
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(
@@ -103,7 +121,7 @@ def resolve_format(log_format: LogFormat, stream: IO[str]) -> Literal["json", "t
 
 
 def configure_logging(
-    log_format: LogFormat, *, level: int = logging.INFO, stream: IO[str] | None = None
+    log_format: LogFormat, *, level: int | None = None, stream: IO[str] | None = None
 ) -> None:
     """Send every log record to ``stream`` (stderr) in the chosen format; idempotent, so a
     configuration reload can switch the format."""
@@ -115,7 +133,7 @@ def configure_logging(
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(_default_level if level is None else level)
     # Library chatter (botocore's credential lookups, aiohttp's access lines) is not ours.
     for noisy in ("botocore", "aiobotocore", "aioboto3", "urllib3", "kubernetes_asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

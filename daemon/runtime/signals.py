@@ -22,7 +22,8 @@ log = logging.getLogger("elasticd.signals")
 
 @dataclass
 class SignalFlags:
-    """``stop``: SIGTERM or SIGINT arrived. ``reload``: SIGHUP arrived (cleared by the reader)."""
+    """``stop``: SIGTERM or SIGINT arrived. ``reload``: SIGHUP arrived, or the configuration
+    watcher saw the file change (cleared by the reader): both reload the same way."""
 
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     reload: asyncio.Event = field(default_factory=asyncio.Event)

@@ -25,6 +25,7 @@ from daemon.errors import ConfigError, ElasticdError
 from daemon.leader import AlwaysLeader, LeaderElector, Leadership, resolve_lease_namespace
 from daemon.private_dir import ensure_private_dir
 from daemon.runtime.app import Shared, TargetFactory, fingerprint, open_kube_client
+from daemon.runtime.config_watch import DEFAULT_INTERVAL_S, ConfigWatcher
 from daemon.runtime.logging import configure_logging
 from daemon.runtime.signals import LastResort, SignalFlags
 from daemon.runtime.target import TargetRuntime
@@ -51,7 +52,9 @@ class Supervisor:
         *,
         factory: Callable[[Shared], TargetFactory] = TargetFactory,
         grace_s: float = GRACE_S,
+        watch_interval_s: float = DEFAULT_INTERVAL_S,
     ) -> None:
+        """``watch_interval_s``: how often the file is checked for changes (0: never)."""
         self.config_path = config_path
         self.settings = settings
         self.grace_s = grace_s
@@ -71,6 +74,13 @@ class Supervisor:
         self.flags = SignalFlags()
         self.server: TelemetryServer | None = None
         self.last_resort = LastResort(LAST_RESORT_S)
+        # A changed file raises the same flag as SIGHUP: one reload path for both.
+        self.watcher: ConfigWatcher | None = None
+        if watch_interval_s > 0:
+            self.watcher = ConfigWatcher(
+                config_path, self.flags.reload.set, interval_s=watch_interval_s
+            )
+            self.watcher.prime()  # the version just loaded is not a change
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 if start-up failed."""
@@ -91,6 +101,8 @@ class Supervisor:
                     asyncio.create_task(sdnotify.watchdog_pinger(interval), name="watchdog_pinger")
                 )
             agents.append(asyncio.create_task(self._reloader(), name="config_reloader"))
+            if self.watcher is not None:
+                agents.append(asyncio.create_task(self.watcher.run(), name="config_watcher"))
             await self.flags.stop.wait()
             self.last_resort.arm()
             log.info("stopping", extra={"event": "stopping"})
@@ -191,6 +203,10 @@ class Supervisor:
 
     async def reload(self) -> bool:
         """Load the file again; a bad file is logged with its YAML path and changes nothing."""
+        if self.watcher is not None:
+            # The version about to be read is the one in force, however the reload was asked
+            # for: a SIGHUP after an edit must not be followed by a second, watcher, reload.
+            await asyncio.to_thread(self.watcher.prime)
         try:
             settings = await asyncio.to_thread(load_settings, self.config_path)
             if _needs_new_process(self.settings, settings):
