@@ -16,6 +16,7 @@ import asyncio
 import logging
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import aiohttp
@@ -25,7 +26,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from daemon.actuators.kubernetes import retry_after_of
 from daemon.ratelimit_client import Throttled, throttle_for
 
-__all__ = ["KubernetesEventRecorder", "scale_event"]
+__all__ = ["KubernetesEventRecorder", "ScaleEvents", "scale_event"]
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +162,15 @@ def _as_event(body: dict[str, Any]) -> client.CoreV1Event:
     """A dict body typed as the declared model: the client sends dicts as they are, and a
     model would need datetime fields only to serialise them back into these strings."""
     return cast(client.CoreV1Event, body)
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleEvents:
+    """Where a Kubernetes target's writes are reported as Events (``kubectl describe``)."""
+
+    recorder: KubernetesEventRecorder
+    kind: str
+    """The object written: the workload's kind, or ``HorizontalPodAutoscaler`` for a floor."""
+    name: str
+    floor: bool
+    """A minimum was written (an HPA's minReplicas), not the replica count."""

@@ -34,6 +34,7 @@ from daemon.core.tick import TickInputs, TickResult, TickState, tick
 from daemon.core.tournament import Tournament
 from daemon.errors import ConfigError
 from daemon.forecasting import TargetForecaster
+from daemon.kinds.registry import spec_of
 from daemon.runtime.app import (
     aws_region,
     decision_state_dir,
@@ -161,13 +162,15 @@ def explain(
         f"target {target.name} ({target.kind}, {target.mode}) at {_when(now, zone)}",
         f"  own bounds: min {target.min_units}, max {target.max_units}; lead time "
         f"{format_duration(target.lead_time)}; above max: {_above_max(target)}",
+        *spec_of(target.kind).details(target),
         *_schedule_lines(target, schedule, now, zone),
     ]
     forecast = read_forecast(settings, target, now, target.name, target.lead_time, read)
     lines.append(f"forecast: {_forecast_text(forecast, target.unit_capacity)}")
     lines.append(f"demand: {_demand_text(forecast)}")
     decision = _decide(settings, target, schedule, forecast, now, current).decision
-    layer = "pods" if isinstance(target, KubernetesWorkloadTarget) else "units"
+    spec = spec_of(target.kind)
+    layer = spec.unit_name
     assumed = " (assumed: explain never reads the target)" if current is None else ""
     lines.append(
         f"{layer}: desired {decision.desired}, current {decision.current}{assumed}; "

@@ -28,28 +28,17 @@ import aioboto3
 import aiohttp
 from kubernetes_asyncio import client
 
-from daemon.actuators.autoscaling_group import AutoScalingGroupActuator
 from daemon.actuators.base import Actuator
-from daemon.actuators.eks import EksNodegroupActuator
-from daemon.actuators.events import KubernetesEventRecorder
-from daemon.actuators.floors import (
-    AsgFloorActuator,
-    HpaFloorActuator,
-    NodegroupFloorActuator,
-    find_owning_hpa,
-)
-from daemon.actuators.kubernetes import (
-    KubernetesScaleActuator,
-    WorkloadKind,
-    kube_api_client,
-)
-from daemon.actuators.simulator import SimulatorActuator
+from daemon.actuators.events import ScaleEvents
+from daemon.actuators.kubernetes import kube_api_client
 from daemon.audit import AuditLog
 from daemon.backtest.synthetic import TraceShape, generate_trace
 from daemon.backtest.trace import Trace, load_trace
 from daemon.core.conformal import ConformalTracker
-from daemon.errors import ActuatorError, ConfigError
+from daemon.errors import ConfigError
 from daemon.forecasting import TargetForecaster
+from daemon.kinds.base import AwsAccess
+from daemon.kinds.registry import spec_of
 from daemon.leader import AlwaysLeader, Leadership
 from daemon.ratelimit_client import throttle_for
 from daemon.runtime.decision_state import DecisionStateStore
@@ -60,21 +49,19 @@ from daemon.runtime.planning import (
     node_layer_lead,
     tick_delay,
 )
-from daemon.runtime.reconciler import Reconciler, ScaleEvents
+from daemon.runtime.reconciler import Reconciler
 from daemon.runtime.target import Closer, TargetRuntime
 from daemon.runtime.trainer import ModelTrainer
 from daemon.settings import (
-    AsgTarget,
     CloudWatchQuery,
     CloudWatchSourceConfig,
-    EksNodeGroupTarget,
     KubernetesWorkloadTarget,
     PrometheusSourceConfig,
     Settings,
     SimulatorSourceConfig,
-    SimulatorTarget,
     TargetConfig,
 )
+from daemon.settings.queries import CloudWatchInput
 from daemon.settings.targets import NODE_KINDS
 from daemon.simulation import WEEK_S, SimulatedWorld, rebase_trace
 from daemon.sources.base import MetricQuery, MetricSource
@@ -398,97 +385,45 @@ class TargetFactory:
         where: str,
         closers: list[Closer],
     ) -> tuple[Actuator, ScaleEvents | None]:
-        """The target's actuator, and where its writes are reported as Events (Kubernetes);
-        a release of any shared client it uses goes on ``closers``."""
-        if isinstance(target, SimulatorTarget):
-            assert world is not None  # settings validation: simulator targets need one
-            return SimulatorActuator(world, target.name), None
-        if isinstance(target, KubernetesWorkloadTarget):
-            kubeconfig, in_cluster = kube_client_config(settings)
-            kube = settings.kubernetes
+        """The target's actuator as its kind builds it (``daemon.kinds``), and where its
+        writes are reported as Events; a release of any shared client goes on ``closers``."""
+        context = _BuildContext(self.shared, settings, world, where, closers)
+        return await spec_of(target.kind).build(target, context)
 
-            async def open_api() -> client.ApiClient:
-                api = await kube_api_client(kubeconfig, in_cluster)
-                # One token bucket for the client every target shares (client-go's QPS/burst).
-                throttle_for(api, qps=kube.qps, burst=kube.burst)
-                return api
 
-            api, release = await self.shared.clients.acquire(
-                ("kubernetes", kubeconfig, in_cluster, kube.qps, kube.burst),
-                open_api,
-                _close_api_client,
-            )
-            closers.append(release)
-            return await _kubernetes_actuator(api, target, where)
-        aws = settings.aws
+@dataclass(slots=True)
+class _BuildContext:
+    """What a kind's ``build`` may use: the shared clients, AWS access, the simulated world."""
+
+    shared: Shared
+    settings: Settings
+    world: SimulatedWorld | None
+    where: str
+    closers: list[Closer]
+
+    async def kube_api(self) -> client.ApiClient:
+        kubeconfig, in_cluster = kube_client_config(self.settings)
+        kube = self.settings.kubernetes
+
+        async def open_api() -> client.ApiClient:
+            api = await kube_api_client(kubeconfig, in_cluster)
+            # One token bucket for the client every target shares (client-go's QPS/burst).
+            throttle_for(api, qps=kube.qps, burst=kube.burst)
+            return api
+
+        api, release = await self.shared.clients.acquire(
+            ("kubernetes", kubeconfig, in_cluster, kube.qps, kube.burst),
+            open_api,
+            _close_api_client,
+        )
+        self.closers.append(release)
+        return api
+
+    def aws(self) -> AwsAccess:
+        aws = self.settings.aws
         session = aioboto3.Session(profile_name=aws.profile) if aws.profile else None
         region = aws_region(aws.region, "aws.region")
-        if isinstance(target, EksNodeGroupTarget):
-            nodegroup_kind = (
-                NodegroupFloorActuator
-                if target.act_via == "nodegroup-floor"
-                else EksNodegroupActuator
-            )
-            return nodegroup_kind(
-                target.cluster,
-                target.nodegroup,
-                region=region,
-                endpoint_url=aws.endpoint_url,
-                session=session,
-            ), None
-        if isinstance(target, AsgTarget):
-            group_kind = (
-                AsgFloorActuator if target.act_via == "asg-floor" else AutoScalingGroupActuator
-            )
-            return group_kind(
-                target.group_name, region=region, endpoint_url=aws.endpoint_url, session=session
-            ), None
-        raise ConfigError(f"{where}.kind", f"unsupported target kind {target.kind!r}")
-
-
-async def _kubernetes_actuator(
-    api: client.ApiClient, target: KubernetesWorkloadTarget, where: str
-) -> tuple[Actuator, ScaleEvents]:
-    """The workload's scale subresource, or the floor of the HPA that owns it, and Events
-    on the object written, all on the shared client ``api`` (which none of them closes).
-
-    Writing the replica count of a workload an HPA owns only flaps (each undoes the other's
-    write), so ``replicas`` is refused there with the mode that works instead.
-    """
-    kind: WorkloadKind = "Deployment" if target.kind == "deployment" else "StatefulSet"
-    workload = f"{kind} {target.namespace}/{target.workload}"
-    recorder = KubernetesEventRecorder(api, target.namespace)
-    try:
-        owner = await find_owning_hpa(api, target.namespace, kind, target.workload)
-    except ActuatorError as error:
-        if target.act_via == "hpa-floor":
-            raise ConfigError(
-                f"{where}.act_via", f"cannot find the HPA that targets {workload}: {error}"
-            ) from error
-        # Without list on HPAs (an older Role) the check cannot be made; scaling the replicas
-        # still works, so warn instead of refusing a config that ran before.
-        log.warning(
-            "cannot check whether an HPA owns %s (%s); writing its replicas anyway",
-            workload,
-            error,
-            extra={"target": target.name},
-        )
-        owner = None
-    if target.act_via == "hpa-floor":
-        if owner is None:
-            raise ConfigError(
-                f"{where}.act_via",
-                f"no HPA targets {workload}; create one or use act_via: replicas",
-            )
-        floor = HpaFloorActuator(api, target.namespace, owner)
-        return floor, ScaleEvents(recorder, "HorizontalPodAutoscaler", owner, floor=True)
-    if owner is not None:
-        raise ConfigError(
-            f"{where}.act_via",
-            f"{workload} is owned by HPA {owner}; use act_via: hpa-floor",
-        )
-    actuator = KubernetesScaleActuator(api, kind, target.namespace, target.workload)
-    return actuator, ScaleEvents(recorder, kind, target.workload, floor=False)
+        return AwsAccess(region=region, endpoint_url=aws.endpoint_url, session=session)
 
 
 async def open_kube_client(settings: Settings) -> client.ApiClient:
@@ -542,16 +477,25 @@ def query_spec(target: TargetConfig) -> Any:
     if not isinstance(query, CloudWatchQuery):
         return query  # PromQL text, or None for a simulator source
     period = int(query.period)
+
+    def metric(fields: CloudWatchQuery | CloudWatchInput) -> CloudWatchMetric:
+        assert fields.namespace is not None and fields.metric_name is not None  # settings check
+        return CloudWatchMetric(
+            namespace=fields.namespace,
+            metric_name=fields.metric_name,
+            dimensions=tuple(sorted(fields.dimensions.items())),
+            stat=fields.statistic,
+            period_s=period,
+        )
+
     if query.expression is not None:
-        return CloudWatchExpression(query.expression, inputs=(), period_s=period)
-    assert query.namespace is not None and query.metric_name is not None  # settings check
-    return CloudWatchMetric(
-        namespace=query.namespace,
-        metric_name=query.metric_name,
-        dimensions=tuple(sorted(query.dimensions.items())),
-        stat=query.statistic,
-        period_s=period,
-    )
+        # Inputs are metrics, or expressions over other inputs (the settings checked the ids).
+        inputs = tuple(
+            (item.id, item.expression if item.expression is not None else metric(item))
+            for item in query.inputs
+        )
+        return CloudWatchExpression(query.expression, inputs=inputs, period_s=period)
+    return metric(query)
 
 
 def simulator_trace(config: SimulatorSourceConfig) -> Trace:

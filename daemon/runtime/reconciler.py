@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from daemon.actuators.base import Actuator, Capacity, ScaleResult
-from daemon.actuators.events import KubernetesEventRecorder, scale_event
+from daemon.actuators.events import ScaleEvents, scale_event
 from daemon.audit import AuditLog, AuditRecord
 from daemon.core.conformal import grid_index
 from daemon.core.stabilisation import Recommendations, stabilise_scale_down
@@ -74,18 +74,6 @@ SCORES_EXPORT_S = 60.0
 # How often the whole tournament (tens of KB a target) is saved; the acting state, on which a
 # scale-down depends, is saved every tick. A kill -9 loses at most this much of the scores.
 TOURNAMENT_SAVE_S = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class ScaleEvents:
-    """Where a Kubernetes target's writes are reported as Events (``kubectl describe``)."""
-
-    recorder: KubernetesEventRecorder
-    kind: str
-    """The object written: the workload's kind, or ``HorizontalPodAutoscaler`` for a floor."""
-    name: str
-    floor: bool
-    """A minimum was written (an HPA's minReplicas), not the replica count."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,7 +112,7 @@ class Settings(SettingsModel):
                 raise field_error(
                     path,
                     f"target {link.target!r} is a {kinds[link.target]}; "
-                    "expected an eks-nodegroup or asg target",
+                    f"expected a node target ({', '.join(sorted(NODE_KINDS))})",
                 )
         return self
 

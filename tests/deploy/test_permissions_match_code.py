@@ -112,9 +112,17 @@ def kube_calls_in_code() -> dict[str, set[str]]:
 
 
 def _services_opened(tree: ast.Module) -> set[str]:
-    """Services named as the first argument of ``AwsClient(...)`` or ``<x>.client(...)``."""
+    """Services named as the first argument of ``AwsClient(...)`` or ``<x>.client(...)``, or
+    as the ``service`` class attribute of an ``AwsSizeActuator`` subclass."""
     services: set[str] = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign | ast.Assign):
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
+            named = any(isinstance(t, ast.Name) and t.id == "service" for t in targets)
+            value = node.value
+            if named and isinstance(value, ast.Constant) and isinstance(value.value, str):
+                services.add(value.value)
+            continue
         if not isinstance(node, ast.Call) or not node.args:
             continue
         func = node.func

@@ -214,7 +214,7 @@ def test_node_link_must_point_at_a_node_kind(config: Config) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_settings(config, "test.yaml")
     assert caught.value.path == "targets[0].node_group.target"
-    assert "expected an eks-nodegroup or asg target" in caught.value.reason
+    assert "expected a node target (asg, eks-nodegroup" in caught.value.reason
 
 
 def test_message_is_path_then_reason(config: Config) -> None:
