@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.kinds import asg, eks_nodegroup, kubernetes_workload, simulator
+from daemon.kinds import asg, eks_nodegroup, emr, kubernetes_workload, simulator
 from daemon.kinds.base import KindSpec
 
 SPECS: tuple[KindSpec[Any], ...] = (
@@ -16,6 +16,7 @@ SPECS: tuple[KindSpec[Any], ...] = (
     eks_nodegroup.SPEC,
     asg.SPEC,
     simulator.SPEC,
+    emr.SPEC,
 )
 
 # kind: value -> its spec

@@ -69,7 +69,13 @@ KUBE_CALLS: dict[str, Permission] = {
 
 # boto3 service name -> IAM action prefix (CloudWatch signs as "monitoring" but IAM says
 # "cloudwatch", so botocore's metadata cannot be used for this).
-IAM_PREFIX = {"autoscaling": "autoscaling", "eks": "eks", "cloudwatch": "cloudwatch", "ec2": "ec2"}
+IAM_PREFIX = {
+    "autoscaling": "autoscaling",
+    "eks": "eks",
+    "cloudwatch": "cloudwatch",
+    "ec2": "ec2",
+    "emr": "elasticmapreduce",
+}
 
 # Calls the scan must find, so a broken scanner cannot pass by finding nothing.
 KNOWN_KUBE = {"read_namespaced_deployment_scale", "patch_namespaced_deployment_scale"}
