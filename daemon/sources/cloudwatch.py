@@ -114,11 +114,13 @@ class CloudWatchMetric:
 class CloudWatchExpression:
     """A metric-math expression over named inputs, e.g. ``"m1 + m2"`` with inputs m1 and m2.
 
-    ``inputs`` are ``(id, metric)`` pairs; ids start with a lowercase letter.
+    ``inputs`` are ``(id, input)`` pairs; ids start with a lowercase letter. An input is a
+    metric, or (a string) an expression over other inputs' ids. Inputs are read at the
+    query's period and sent with ``ReturnData`` false: only the expression comes back.
     """
 
     expression: str
-    inputs: tuple[tuple[str, CloudWatchMetric], ...]
+    inputs: tuple[tuple[str, CloudWatchMetric | str], ...]
     period_s: int = 60
 
     def __post_init__(self) -> None:
@@ -128,12 +130,14 @@ class CloudWatchExpression:
         ids = [input_id for input_id, _ in self.inputs]
         if len(set(ids)) != len(ids):
             raise ValueError(f"input ids must be unique, got {ids}")
-        for input_id in ids:
+        for input_id, item in self.inputs:
             if not _ID_PATTERN.match(input_id) or input_id.startswith(_ID_PREFIX):
                 raise ValueError(
                     f"input id {input_id!r} must match [a-z][a-zA-Z0-9_]* and not start "
                     f"with {_ID_PREFIX!r}"
                 )
+            if isinstance(item, str) and not item:
+                raise ValueError(f"input {input_id!r}: expression must not be empty")
 
 
 CloudWatchSpec = CloudWatchMetric | CloudWatchExpression
@@ -409,8 +413,12 @@ def _entries(index: int, query: CloudWatchQuery, period: int) -> list[dict[str, 
             }
         ]
     inputs = [
-        {"Id": input_id, "MetricStat": metric.metric_stat(period), "ReturnData": False}
-        for input_id, metric in spec.inputs
+        (
+            {"Id": input_id, "Expression": item, "Period": period, "ReturnData": False}
+            if isinstance(item, str)
+            else {"Id": input_id, "MetricStat": item.metric_stat(period), "ReturnData": False}
+        )
+        for input_id, item in spec.inputs
     ]
     output = {
         "Id": output_id,
