@@ -31,8 +31,10 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
+from daemon import __version__
 from daemon.core.types import Reason
 from daemon.redact import redact_text
+from daemon.status_page import StatusBoard, status_view
 
 __all__ = [
     "HealthState",
@@ -338,6 +340,8 @@ class Telemetry:
         self._model_age = _ModelAgeCollector(clock)
         registry.register(self._model_age)
         self._clock = clock
+        # What the status page (/, /status) draws: fed by the same calls as the gauges.
+        self.status = StatusBoard(clock=clock)
         # Label values seen per target, so a target removed on reload can be forgotten whole.
         self._source_kinds: dict[str, set[str]] = {}
         self._actuator_kinds: dict[str, set[str]] = {}
@@ -369,6 +373,16 @@ class Telemetry:
         )
         self._reason.set(target, str(reason))
         self.tick_duration.labels(target).observe(duration_s)
+        self.status.record(
+            target,
+            self._tick.values[target][-1],
+            demand=demand,
+            forecast=forecast,
+            desired=desired,
+            current=current,
+            ready=ready,
+            reason=str(reason),
+        )
 
     def record_forecast_error(self, target: str, log_residual: float) -> None:
         """The log residual of the newest forecast whose horizon has passed."""
@@ -399,10 +413,12 @@ class Telemetry:
 
     def record_policy_scores(self, target: str, rows: Iterable[Any]) -> None:
         """The scoreboard (``daemon.core.tournament.CandidateScore`` rows)."""
+        rows_seen = list(rows)
         self._policies.rows[target] = tuple(
             (row.name, row.score, row.mean_billed, row.short_share, 1.0 if row.active else 0.0)
-            for row in rows
+            for row in rows_seen
         )
+        self.status.set_policy(target, rows_seen)
 
     def record_policy_event(self, target: str, kind: str) -> None:
         self._policy_kinds.setdefault(target, set()).add(kind)
@@ -466,6 +482,7 @@ class Telemetry:
                 metric.remove(target, value)
         self._policies.rows.pop(target, None)
         self._model_age.trained_at.pop(target, None)
+        self.status.forget(target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -787,7 +804,8 @@ def _text(status: int, lines: Iterable[str]) -> web.Response:
 
 def build_app(telemetry: Telemetry, health: HealthState) -> web.Application:
     """The aiohttp application: ``/healthz`` in plain text, ``/readyz`` as JSON (readiness,
-    its reasons and each target's state), and the metrics exposition."""
+    its reasons and each target's state), the metrics exposition, and the status page at
+    ``/`` and ``/status``."""
 
     async def healthz(_request: web.Request) -> web.Response:
         live = health.liveness()
@@ -806,6 +824,10 @@ def build_app(telemetry: Telemetry, health: HealthState) -> web.Application:
         )
 
     app = web.Application()
+    # The status page for people (no Grafana needed); relative links, so a path prefix works.
+    status = status_view(telemetry.status, health.report, f"elasticd {__version__}")
+    app.router.add_get("/", status)
+    app.router.add_get("/status", status)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

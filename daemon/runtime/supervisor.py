@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
 
@@ -32,7 +33,13 @@ from daemon.runtime.target import TargetRuntime
 from daemon.settings import Settings, load_settings
 from daemon.telemetry import HealthState, Telemetry, TelemetryServer
 
-__all__ = ["Supervisor"]
+__all__ = ["OnePass", "Supervisor"]
+
+T = TypeVar("T")
+# One pass over the built targets and the targets that could not be built (``run_pass``).
+OnePass = Callable[
+    [Mapping[str, TargetRuntime], Mapping[str, ElasticdError]], Coroutine[Any, Any, T]
+]
 
 log = logging.getLogger("elasticd.supervisor")
 
@@ -110,6 +117,25 @@ class Supervisor:
         finally:
             await self._shutdown(agents)
 
+    async def run_pass(self, one_pass: OnePass[T]) -> T:
+        """``elasticd once``: the same leadership and targets as ``run`` (built by the same
+        factory, their agents not started), handed to ``one_pass``, then the same shutdown.
+
+        A target that cannot be built is passed as its error, not fatal to the others.
+        """
+        try:
+            await self._start_leadership()
+            failed: dict[str, ElasticdError] = {}
+            for index, target in enumerate(self.settings.targets):
+                try:
+                    self.targets[target.name] = await self.factory.build(self.settings, index)
+                except ElasticdError as error:
+                    failed[target.name] = error
+            self.health.set_targets(target.name for target in self.settings.targets)
+            return await one_pass(self.targets, failed)
+        finally:
+            await self._shutdown([])
+
     # -- start and reload ---------------------------------------------------------------------
 
     async def _start_server(self) -> None:
@@ -179,6 +205,7 @@ class Supervisor:
                 self.telemetry.forget_target(runtime.name)
         self.settings = settings
         self.health.set_targets(target.name for target in settings.targets)
+        self.telemetry.status.configure(settings)
         for name, runtime in built.items():
             self.targets[name] = runtime
             runtime.start()
