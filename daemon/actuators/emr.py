@@ -17,7 +17,7 @@ from daemon.actuators.base import Capacity
 from daemon.actuators.retry import RetryPolicy
 from daemon.errors import PermanentActuatorError
 
-__all__ = ["EmrInstanceGroupActuator", "EmrManagedScalingFloorActuator", "ROLES"]
+__all__ = ["ROLES", "EmrInstanceGroupActuator", "EmrManagedScalingFloorActuator"]
 
 # Instance group roles elasticd may resize: the master is one node and is never resized.
 ROLES = ("CORE", "TASK")

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from daemon.kinds.base import Built, BuildContext, KindSpec, Permission
+from daemon.kinds.base import BuildContext, Built, KindSpec, Permission
 from daemon.settings.target_base import TargetBase
 
 
@@ -41,7 +41,9 @@ def _details(target: EmrTarget) -> list[str]:
             f"  writes: MinimumCapacityUnits of the managed scaling policy of {target.cluster_id}"
             " (units: the policy's UnitType)"
         ]
-    return [f"  writes: InstanceCount of instance group {target.cluster_id}/{target.instance_group}"]
+    return [
+        f"  writes: InstanceCount of instance group {target.cluster_id}/{target.instance_group}"
+    ]
 
 
 SPEC = KindSpec(

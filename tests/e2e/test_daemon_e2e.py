@@ -97,6 +97,28 @@ def eks_nodegroup(moto_endpoint: str) -> Iterator[Any]:
 
 
 @pytest.fixture
+def emr_cluster(moto_endpoint: str) -> Iterator[tuple[Any, str]]:
+    """An EMR cluster whose task group (the ``etl`` target) starts at the old size."""
+    emr = boto3.client("emr", region_name=REGION, endpoint_url=moto_endpoint)
+    answer = emr.run_job_flow(
+        Name="etl",
+        ReleaseLabel="emr-7.0.0",
+        Instances={
+            "InstanceGroups": [
+                {"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1},
+                {"InstanceRole": "CORE", "InstanceType": "m5.xlarge", "InstanceCount": 1},
+                {"InstanceRole": "TASK", "InstanceType": "m5.xlarge", "InstanceCount": OLD_UNITS},
+            ],
+            "KeepJobFlowAliveWhenNoSteps": True,
+        },
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )
+    yield emr, str(answer["JobFlowId"])
+    emr.close()
+
+
+@pytest.fixture
 def fake_kube(tmp_path: Path) -> Iterator[FakeKubeProcess]:
     seed = tmp_path / "objects.yaml"
     seed.write_text(
@@ -116,7 +138,9 @@ def fake_kube(tmp_path: Path) -> Iterator[FakeKubeProcess]:
     fake.stop()
 
 
-def daemon_config(tmp_path: Path, prometheus_url: str, kubeconfig: Path, moto: str) -> Path:
+def daemon_config(
+    tmp_path: Path, prometheus_url: str, kubeconfig: Path, moto: str, emr_cluster: str
+) -> Path:
     common = {
         "source": "prom",
         "unit_capacity": UNIT,
@@ -140,6 +164,9 @@ def daemon_config(tmp_path: Path, prometheus_url: str, kubeconfig: Path, moto: s
             | common,
             {"name": "workers", "kind": "eks-nodegroup", "cluster": "prod", "nodegroup": "workers"}
             | {"query": f"sum({METRIC})"}
+            | common,
+            {"name": "etl", "kind": "emr-instance-group", "cluster_id": emr_cluster}
+            | {"instance_group": "TASK", "query": f"sum({METRIC})"}
             | common,
             {"name": "control", "kind": "deployment", "namespace": "shop", "workload": "batch"}
             | {"query": f"sum({CONTROL_METRIC})"}
@@ -168,26 +195,37 @@ def epoch(iso: str) -> float:
 
 
 def test_daemon_scales_up_a_lead_time_before_the_daily_rise(
-    tmp_path: Path, fake_kube: FakeKubeProcess, eks_nodegroup: Any, moto_endpoint: str
+    tmp_path: Path,
+    fake_kube: FakeKubeProcess,
+    eks_nodegroup: Any,
+    emr_cluster: tuple[Any, str],
+    moto_endpoint: str,
 ) -> None:
+    emr, cluster_id = emr_cluster
     began = time.time()
     points, control, crossing = pattern(began)
     assert crossing - LEAD - began >= SLACK_S
     with backfilled_prometheus({METRIC: points, CONTROL_METRIC: control}) as prometheus:
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake_kube.url)
-        config = daemon_config(tmp_path, prometheus.url, kubeconfig, moto_endpoint)
+        config = daemon_config(tmp_path, prometheus.url, kubeconfig, moto_endpoint, cluster_id)
         state = tmp_path / "state"
         daemon = DaemonProcess(config, env={"AWS_EC2_METADATA_DISABLED": "true"})
         try:
             ready = daemon.wait_event("ready", timeout=crossing - LEAD - time.time())
-            assert ready["targets"] == ["control", "web", "workers"]
+            assert ready["targets"] == ["control", "etl", "web", "workers"]
             trained = {line["target"]: line["forecaster"] for line in daemon.events("trained")}
-            assert trained == {"control": "model", "web": "model", "workers": "model"}
+            assert trained == {
+                "control": "model",
+                "etl": "model",
+                "web": "model",
+                "workers": "model",
+            }
             # Both targets written, with time to spare: wait no longer than the deadline.
             daemon.wait_for(
                 lambda: (
                     written(state, "web")
                     and written(state, "workers")
+                    and written(state, "etl")
                     and len(decisions(state, "control")) >= 5
                 ),
                 timeout=max(1.0, crossing - LEAD - time.time()),
@@ -212,7 +250,10 @@ def test_daemon_scales_up_a_lead_time_before_the_daily_rise(
 
     nodegroup = eks_nodegroup.describe_nodegroup(clusterName="prod", nodegroupName="workers")
     assert nodegroup["nodegroup"]["scalingConfig"]["desiredSize"] > OLD_UNITS
-    for target in ("web", "workers"):
+    groups = emr.list_instance_groups(ClusterId=cluster_id)["InstanceGroups"]
+    task = next(group for group in groups if group["InstanceGroupType"] == "TASK")
+    assert task["RequestedInstanceCount"] > OLD_UNITS
+    for target in ("web", "workers", "etl"):
         decision = written(state, target)[0]
         # The audit line is appended after the write returned, so it bounds the write time.
         assert epoch(decision["time"]) <= deadline
