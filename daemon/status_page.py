@@ -40,8 +40,9 @@ WINDOW_S = 6 * 3600.0
 POINTS = 360
 # Columns of a ring's values.
 DEMAND, FORECAST, READY, DESIRED = range(4)
-# A prefix a proxy may set: a path, nothing that could leave the attribute or the URL.
-_PREFIX = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+# A prefix a proxy may set: non-empty path segments only. Nothing that could leave the
+# attribute, and no leading "//", which a browser reads as another host.
+_PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+/?$")
 
 
 class TargetRing:
@@ -50,8 +51,7 @@ class TargetRing:
     Starts by keeping every tick, so a daemon started a minute ago already draws a line;
     when full, it drops every other point and doubles the spacing it keeps, until
     ``POINTS`` points span ``WINDOW_S``; from then on the oldest point goes for each new one.
-    A point closer than the spacing to the previous one replaces it: the newest tick is
-    always drawn.
+    Within the spacing, the newest tick replaces the last point, so it is always drawn.
     """
 
     def __init__(self, points: int = POINTS, window_s: float = WINDOW_S) -> None:
@@ -71,8 +71,10 @@ class TargetRing:
         n = self._count
         if n and at < self._times[n - 1]:
             return  # a clock step backwards: keep the chart monotonic
-        if n and at - self._times[n - 1] < self._spacing:
-            n -= 1  # replace the last point
+        if n >= 2 and at - self._times[n - 2] < self._spacing:
+            # The newest point stands in for its stretch until it is a spacing away from the
+            # one before: then the next tick starts a new point.
+            n -= 1
         elif n == self.capacity:
             n = self._make_room(at)
         self._times[n] = at
@@ -298,8 +300,8 @@ def render_chart(
         parts.append(f'<polygon class="capacity" points="{" ".join(coords)}"/>')
     for label in ("demand", "forecast"):
         for run in _runs(times, series[label]):
-            coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in run)
-            parts.append(f'<polyline class="{label}" points="{coords}"/>')
+            line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in run)
+            parts.append(f'<polyline class="{label}" points="{line}"/>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -432,7 +434,9 @@ def _health_cell(state: Mapping[str, Any] | None) -> str:
 
 def _prefix(request: web.Request) -> str:
     value = request.headers.get("X-Forwarded-Prefix", "").strip()
-    return value if _PREFIX.fullmatch(value) and ".." not in value else ""
+    if _PREFIX.fullmatch(value) is None or ".." in value.split("/"):
+        return ""
+    return value
 
 
 # Nothing but this page's own inline style and SVG: no script, no remote anything.
