@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "daemon.commands.validate",
     "daemon.commands.config_schema",
     "daemon.commands.run",
+    "daemon.commands.once",
     "daemon.commands.explain",
 )
 

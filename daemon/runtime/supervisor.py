@@ -31,6 +31,8 @@ from daemon.runtime.logging import configure_logging
 from daemon.runtime.signals import LastResort, SignalFlags
 from daemon.runtime.target import TargetRuntime
 from daemon.settings import Settings, load_settings
+from daemon.sharding.member import ShardMember
+from daemon.sharding.wiring import open_member, shard_keys
 from daemon.telemetry import HealthState, Telemetry, TelemetryServer
 
 __all__ = ["OnePass", "Supervisor"]
@@ -77,6 +79,11 @@ class Supervisor:
         self.leadership: Leadership = self.shared.leadership
         self._elector_task: asyncio.Task[None] | None = None
         self._elector_client: client.ApiClient | None = None
+        # With sharding.enabled: this process's membership; it runs only the targets it owns.
+        self.shard: ShardMember | None = None
+        # Reloads and ownership changes both rebuild targets: one at a time.
+        self._apply_lock = asyncio.Lock()
+        self._targets_stopped = False
         self.targets: dict[str, TargetRuntime] = {}
         self.flags = SignalFlags()
         self.server: TelemetryServer | None = None
@@ -97,7 +104,8 @@ class Supervisor:
             try:
                 await self._start_server()
                 await self._start_leadership()
-                await self._apply(self.settings, initial=True)
+                async with self._apply_lock:
+                    await self._apply(self.settings, initial=True)
             except (ElasticdError, OSError) as error:
                 log.error("start-up failed: %s", error, extra=_error_fields(error))
                 return 1
@@ -155,7 +163,14 @@ class Supervisor:
     async def _start_leadership(self) -> None:
         """The election agent, before any target: every reconciler asks it before writing."""
         config = self.settings.leader_election
-        if not config.enabled:
+        if self.settings.sharding.enabled:
+            # Each reconciler gets its target's gate (_apply); this is the process's own
+            # membership, run and released where an election would be.
+            self.shard = await open_member(
+                self.settings, self.telemetry, self.audit, self._rebalance
+            )
+            self.leadership = self.shard
+        elif not config.enabled:
             self.leadership = AlwaysLeader()
             self.telemetry.set_leader(True)
         else:
@@ -183,17 +198,23 @@ class Supervisor:
         """Make the running targets match ``settings``: build changed and new targets first
         (any failure leaves everything as it was), then swap them in."""
         built: dict[str, TargetRuntime] = {}
+        if self.shard is not None:
+            self.shard.track(shard_keys(settings))
         try:
             for index, target in enumerate(settings.targets):
+                if not self._placed_here(target.name):
+                    continue
                 running = self.targets.get(target.name)
                 if running is not None and running.fingerprint == fingerprint(settings, target):
                     continue
                 built[target.name] = await self.factory.build(settings, index)
+                if self.shard is not None:
+                    built[target.name].reconciler.leadership = self.shard.gate(target.name)
         except BaseException:
             for runtime in built.values():
                 await runtime.close()
             raise
-        wanted = {target.name for target in settings.targets}
+        wanted = {target.name for target in settings.targets if self._placed_here(target.name)}
         retired = [
             runtime for name, runtime in self.targets.items() if name not in wanted or name in built
         ]
@@ -204,7 +225,7 @@ class Supervisor:
             if runtime.name not in wanted:
                 self.telemetry.forget_target(runtime.name)
         self.settings = settings
-        self.health.set_targets(target.name for target in settings.targets)
+        self.health.set_targets(wanted)
         self.telemetry.status.configure(settings)
         for name, runtime in built.items():
             self.targets[name] = runtime
@@ -221,6 +242,19 @@ class Supervisor:
                     "removed": sorted(r.name for r in retired if r.name not in wanted),
                 },
             )
+
+    def _placed_here(self, name: str) -> bool:
+        """Whether this process runs the target: always, unless sharded to another member."""
+        return self.shard is None or self.shard.owns(name)
+
+    async def _rebalance(self) -> None:
+        """The epoch changed: start the targets this member gained, stop those it lost
+        (their gates closed already, the moment the epoch was adopted)."""
+        async with self._apply_lock:
+            if self._targets_stopped:
+                return
+            # Not a reload: nothing to announce beyond the member's own epoch log line.
+            await self._apply(self.settings, initial=True)
 
     async def _reloader(self) -> None:
         while True:
@@ -242,7 +276,8 @@ class Supervisor:
                     "changing them needs a restart; keeping the running ones",
                 )
             previous_telemetry = self.settings.telemetry
-            await self._apply(settings)
+            async with self._apply_lock:
+                await self._apply(settings)
         except ElasticdError as error:
             self.telemetry.record_reload(False)
             log.error(
@@ -280,6 +315,9 @@ class Supervisor:
     async def _shutdown(self, agents: list[asyncio.Task[None]]) -> None:
         self.health.set_stopping()
         sdnotify.stopping()
+        # An ownership change being applied finishes first; none starts after this.
+        async with self._apply_lock:
+            self._targets_stopped = True
         for agent in agents:
             agent.cancel()
         # Every target gets the same grace period, at once, not one after another.
@@ -339,6 +377,7 @@ def _needs_new_process(old: Settings, new: Settings) -> bool:
         old.audit != new.audit
         or old.state_dir != new.state_dir
         or old.leader_election != new.leader_election
+        or old.sharding != new.sharding
     )
 
 

@@ -1,0 +1,186 @@
+"""``elasticd once``: one pass of the daemon's own tick over every target, then an exit status.
+
+Real parts: the CLI as a subprocess, the in-repo fake Kubernetes API server as a process
+(whose Deployments keep their size between runs, as a real cluster does) and a simulator
+source (deterministic demand, no server to start).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from daemon.commands.once import TargetOutcome, exit_status
+from tests.support.fake_kube import FakeKubeProcess, write_kubeconfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fake_kube(tmp_path: Path) -> Iterator[FakeKubeProcess]:
+    seed = tmp_path / "objects.yaml"
+    seed.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"replicas": 2},
+            }
+        ),
+        encoding="utf-8",
+    )
+    fake = FakeKubeProcess.spawn(seed_file=seed)
+    yield fake
+    fake.stop()
+
+
+def _config(tmp_path: Path, kube_url: str, *, broken: bool) -> Path:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube_url)
+    target = {
+        "kind": "deployment",
+        "namespace": "shop",
+        "source": "sim",
+        "unit_capacity": 50,
+        "lead_time": "10m",
+        "max_demand_age": "15m",
+        "min_units": 1,
+        "max_units": 60,
+        "mode": "active",
+    }
+    targets = [{"name": "web", "workload": "web"} | target]
+    if broken:
+        # No such Deployment: its size cannot be read; the other target must still act.
+        targets.append({"name": "gone", "workload": "gone"} | target)
+    config = {
+        "interval": "15s",
+        "state_dir": str(tmp_path / "state"),
+        "log_format": "json",
+        "telemetry": {"enabled": False},
+        "training": {"cadence": "1h", "history_window": "3d"},
+        "kubernetes": {"kubeconfig": str(kubeconfig), "in_cluster": False},
+        "sources": {
+            "sim": {
+                "type": "simulator",
+                "generate": {"days": 4, "step": "5m", "seed": 7},
+                "speedup": 1,
+            }
+        },
+        "targets": targets,
+    }
+    path = tmp_path / "elasticd.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def _once(config: Path, *extra: str) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(exit status, the printed JSON outcomes, the JSON log lines)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "daemon", "once", "--config", str(config), "-o", "json", *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(config.parent)},
+    )
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+    logged = []
+    for line in result.stderr.splitlines():
+        try:
+            logged.append(json.loads(line))
+        except ValueError:
+            logged.append({"raw": line})
+    return result.returncode, printed, logged
+
+
+def _replicas(fake: FakeKubeProcess) -> int:
+    url = f"{fake.url}/apis/apps/v1/namespaces/shop/deployments/web"
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer fake-token"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        replicas: int = json.load(response)["spec"]["replicas"]
+    return replicas
+
+
+def _audit(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "state" / "decisions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_one_pass_acts_reports_a_failed_target_and_keeps_state_between_runs(
+    tmp_path: Path, fake_kube: FakeKubeProcess
+) -> None:
+    config = _config(tmp_path, fake_kube.url, broken=True)
+
+    code, printed, logged = _once(config)
+
+    # The failed target fails the run (status 1) without stopping the other one.
+    assert code == 1, logged
+    by_target = {line["target"]: line for line in printed}
+    assert [line["target"] for line in printed] == ["web", "gone"]
+    web, gone = by_target["web"], by_target["gone"]
+    assert web["ok"] is True and web["error"] is None
+    assert web["current"] == 2 and web["desired"] != 2 and web["written"] is True
+    assert _replicas(fake_kube) == web["desired"]
+    assert gone["ok"] is False and gone["desired"] is None
+    assert "capacity read failed" in gone["error"]
+    # The same audit record a daemon's tick writes, for the same decision.
+    audit = [record for record in _audit(tmp_path) if record["target"] == "web"]
+    assert [(r["desired"], r["reason"], r["written"]) for r in audit] == [
+        (web["desired"], web["reason"], True)
+    ]
+    assert not any(line.get("event") == "state_restored" for line in logged)
+    assert (tmp_path / "state" / "targets" / "web.json").exists()
+
+    # A second run, as the next timer tick: the size it starts from is the one written, and
+    # the decision state (stabilisation window, calibration) is the one the first run saved.
+    code, printed, logged = _once(config)
+    assert code == 1
+    again = next(line for line in printed if line["target"] == "web")
+    assert again["current"] == web["desired"]
+    restored = [line for line in logged if line.get("event") == "state_restored"]
+    assert [line["target"] for line in restored] == ["web"]
+
+
+def test_all_targets_fine_exits_zero_and_prints_a_line_each(
+    tmp_path: Path, fake_kube: FakeKubeProcess
+) -> None:
+    config = _config(tmp_path, fake_kube.url, broken=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "daemon", "once", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("web: 2 -> ") and line.endswith(" written"), line
+
+
+def test_an_unusable_configuration_exits_78(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("targets: [{name: x}]\n", encoding="utf-8")
+    code, printed, logged = _once(config)
+    assert code == 78
+    assert printed == []
+    assert any(line.get("event") == "config_error" for line in logged)
+
+
+def test_exit_status_is_one_when_any_target_failed() -> None:
+    fine = TargetOutcome("a", ok=True, current=1, desired=1, reason="hold")
+    failed = TargetOutcome("b", ok=False, error="capacity read failed (transient): boom")
+    assert exit_status([fine, fine]) == 0
+    assert exit_status([fine, failed]) == 1
+    assert exit_status([]) == 0
+    assert failed.line() == "b: FAILED capacity read failed (transient): boom"
+    held = TargetOutcome("c", ok=True, current=3, desired=5, reason="forecast", skipped="x")
+    assert held.line() == "c: 3 -> 5 (forecast) not written (x)"
