@@ -1,7 +1,9 @@
-"""Kubernetes manifests: they parse, pods are hardened and probed, RBAC is exactly what is needed.
+"""Kubernetes manifests: pods are hardened and probed, RBAC is exactly what is needed.
 
-No API server runs here, so these are structural checks on the YAML; the embedded elasticd
-configuration is validated with the daemon's own settings loader, as `elasticd validate` would.
+No API server runs here, so these are structural checks on what `kubectl apply -k` would send:
+the output of `kubectl kustomize` for every overlay (test_kustomize.py renders it and checks
+it against the Kubernetes schemas and checkov). The embedded elasticd configuration is
+validated with the daemon's own settings loader, as `elasticd validate` would.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ import pytest
 import yaml
 
 from daemon.settings.loader import load_settings
+from tests.deploy.test_kustomize import (
+    BASE,
+    OVERLAYS,
+    needs_kubectl,
+    of_kind,
+    overlay,
+    pod_templates,
+    render,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-MANIFEST_DIR = ROOT / "deploy" / "kubernetes"
-MANIFESTS = sorted(MANIFEST_DIR.glob("*.yaml"))
 ELASTICD_UID = 10001
+
+pytestmark = needs_kubectl
 
 # Exactly what the daemon needs; a new rule must come with a reason (and a test change).
 # Workloads are read and resized through /scale only (no get/list on the workloads, no PUT);
@@ -33,47 +43,47 @@ EXPECTED_RULES = {
 }
 
 
-def _documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-
-
 def _all_documents() -> list[dict[str, Any]]:
-    return [doc for path in MANIFESTS for doc in _documents(path)]
+    return [doc for directory in OVERLAYS for doc in render(directory)]
 
 
-def _of_kind(kind: str, path: Path | None = None) -> list[dict[str, Any]]:
-    docs = _documents(path) if path else _all_documents()
-    return [doc for doc in docs if doc["kind"] == kind]
+def _of_kind(kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    """Objects of ``kind`` in overlay ``name``, or in every overlay."""
+    return of_kind(overlay(name) if name else _all_documents(), kind)
 
 
-def _containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(deployment name, pod spec, container) for every container of every Deployment."""
-    for deployment in _of_kind("Deployment"):
-        pod = deployment["spec"]["template"]["spec"]
+def _containers(
+    kinds: frozenset[str] | None = None,
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(workload name, pod spec, container) for every container of every workload (of
+    ``kinds``) in every overlay: Deployments, CronJobs..."""
+    for workload, template in pod_templates(_all_documents()):
+        if kinds is not None and workload["kind"] not in kinds:
+            continue
+        pod = template["spec"]
         for container in pod.get("initContainers", []) + pod["containers"]:
-            yield deployment["metadata"]["name"], pod, container
+            yield workload["metadata"]["name"], pod, container
 
 
 def _elasticd_containers() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    return [c for c in _containers() if c[2]["name"] == "elasticd"]
+    """The long-running ones: a daemon serves its probes and metrics (a CronJob's pass does
+    not)."""
+    daemons = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+    return [c for c in _containers(daemons) if c[2]["name"] == "elasticd"]
 
 
-def test_the_expected_manifests_exist() -> None:
-    assert [p.name for p in MANIFESTS] == ["rbac.yaml", "sidecar.yaml", "standalone.yaml"]
-
-
-@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
-def test_every_document_parses_and_is_namespaced(path: Path) -> None:
-    docs = _documents(path)
+@pytest.mark.parametrize("directory", OVERLAYS, ids=lambda p: p.name)
+def test_every_document_is_namespaced(directory: Path) -> None:
+    docs = render(directory)
     assert docs
     for doc in docs:
         assert {"apiVersion", "kind", "metadata"} <= doc.keys()
-        assert doc["metadata"]["namespace"] == "shop", doc["metadata"]["name"]
+        assert doc["metadata"]["namespace"], doc["metadata"]["name"]
 
 
 def test_every_container_is_non_root_with_a_read_only_root() -> None:
     containers = list(_containers())
-    assert len(containers) == 3  # web + elasticd sidecar, standalone elasticd
+    assert len(containers) >= 3  # web + elasticd sidecar, standalone elasticd
     for name, pod, container in containers:
         where = f"{name}/{container['name']}"
         pod_ctx = pod.get("securityContext", {})
@@ -94,7 +104,7 @@ def test_every_container_is_non_root_with_a_read_only_root() -> None:
 
 def test_elasticd_containers_match_the_image_and_are_probed() -> None:
     containers = _elasticd_containers()
-    assert {name for name, _, _ in containers} == {"web", "elasticd"}
+    assert {name for name, _, _ in containers} >= {"web", "elasticd"}
     for name, pod, container in containers:
         assert pod["serviceAccountName"] == "elasticd"
         assert container["securityContext"]["runAsUser"] == ELASTICD_UID  # the Dockerfile's UID
@@ -111,48 +121,52 @@ def test_elasticd_containers_match_the_image_and_are_probed() -> None:
 
 
 def test_standalone_runs_two_replicas_with_leader_election_and_readyz() -> None:
-    path = MANIFEST_DIR / "standalone.yaml"
-    (deployment,) = _of_kind("Deployment", path)
+    (deployment,) = _of_kind("Deployment", "standalone")
     assert deployment["spec"]["replicas"] == 2
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    (service,) = _of_kind("Service", path)
+    (service,) = _of_kind("Service", "standalone")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"]
-    (config_map,) = _of_kind("ConfigMap", path)
+    (config_map,) = _of_kind("ConfigMap", "standalone")
     assert yaml.safe_load(config_map["data"]["elasticd.yaml"])["leader_election"]["enabled"]
 
 
 def test_sidecar_shares_the_workload_pod_and_elects_a_leader() -> None:
-    path = MANIFEST_DIR / "sidecar.yaml"
-    (deployment,) = _of_kind("Deployment", path)
+    (deployment,) = _of_kind("Deployment", "sidecar")
     names = [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]]
     assert names == ["web", "elasticd"]
-    (config_map,) = _of_kind("ConfigMap", path)
+    (config_map,) = _of_kind("ConfigMap", "sidecar")
     config = yaml.safe_load(config_map["data"]["elasticd.yaml"])
     # One copy per replica: without a Lease every copy would act.
     assert config["leader_election"]["enabled"] is True
     assert [t["workload"] for t in config["targets"]] == [deployment["metadata"]["name"]]
+    # Metrics are scraped from the web pods, where elasticd runs here.
+    (service,) = _of_kind("Service", "sidecar")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
-@pytest.mark.parametrize(
-    "path", [MANIFEST_DIR / "sidecar.yaml", MANIFEST_DIR / "standalone.yaml"], ids=lambda p: p.name
-)
-def test_mounted_config_map_exists_and_its_config_validates(path: Path, tmp_path: Path) -> None:
-    (deployment,) = _of_kind("Deployment", path)
-    volumes = deployment["spec"]["template"]["spec"]["volumes"]
-    mounted = {v["configMap"]["name"] for v in volumes if "configMap" in v}
-    (config_map,) = _of_kind("ConfigMap", path)
-    assert mounted == {config_map["metadata"]["name"]}
-    config_file = tmp_path / "elasticd.yaml"
-    config_file.write_text(config_map["data"]["elasticd.yaml"])
-    settings = load_settings(config_file)  # raises ConfigError with the offending key
-    assert settings.telemetry.port == 9464
-    assert all(t.mode == "forecast-only" for t in settings.targets)
+@pytest.mark.parametrize("directory", OVERLAYS, ids=lambda p: p.name)
+def test_mounted_config_map_exists_and_its_config_validates(
+    directory: Path, tmp_path: Path
+) -> None:
+    objects = render(directory)
+    config_maps = {c["metadata"]["name"]: c for c in of_kind(objects, "ConfigMap")}
+    for _, template in pod_templates(objects):
+        volumes = template["spec"]["volumes"]
+        mounted = {v["configMap"]["name"] for v in volumes if "configMap" in v}
+        assert mounted and mounted <= config_maps.keys(), "a mounted ConfigMap is missing"
+        for name in mounted:
+            config_file = tmp_path / f"{name}.yaml"
+            config_file.write_text(config_maps[name]["data"]["elasticd.yaml"])
+            settings = load_settings(config_file)  # raises ConfigError with the offending key
+            assert settings.telemetry.port == 9464
+            assert all(t.mode == "forecast-only" for t in settings.targets)
 
 
 def test_role_grants_exactly_the_needed_rules() -> None:
-    (role,) = _of_kind("Role")
+    base = render(BASE)
+    (role,) = of_kind(base, "Role")
     granted: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
         assert set(rule) == {"apiGroups", "resources", "verbs"}, "no resourceNames/nonResourceURLs"
@@ -164,9 +178,10 @@ def test_role_grants_exactly_the_needed_rules() -> None:
 
 
 def test_role_binding_ties_the_role_to_the_service_account() -> None:
-    (account,) = _of_kind("ServiceAccount")
-    (role,) = _of_kind("Role")
-    (binding,) = _of_kind("RoleBinding")
+    base = render(BASE)
+    (account,) = of_kind(base, "ServiceAccount")
+    (role,) = of_kind(base, "Role")
+    (binding,) = of_kind(base, "RoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",

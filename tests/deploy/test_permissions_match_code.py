@@ -30,7 +30,7 @@ from kubernetes_asyncio import client
 
 ROOT = Path(__file__).resolve().parents[2]
 DAEMON = ROOT / "daemon"
-RBAC = ROOT / "deploy" / "kubernetes" / "rbac.yaml"
+RBAC = ROOT / "deploy" / "kubernetes" / "base" / "rbac.yaml"
 IAM_POLICY = ROOT / "deploy" / "aws" / "iam-policy.json"
 
 Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
@@ -224,7 +224,7 @@ def test_rbac_grants_every_kubernetes_call() -> None:
         if m in KUBE_CALLS and KUBE_CALLS[m] not in granted
     }
     assert not missing, (
-        "deploy/kubernetes/rbac.yaml does not grant what the code calls (it would get 403):\n"
+        "deploy/kubernetes/base/rbac.yaml does not grant what the code calls (it would get 403):\n"
         f"{_listing(missing)}"
     )
 
@@ -233,8 +233,8 @@ def test_every_rbac_grant_is_used() -> None:
     used = {KUBE_CALLS[m] for m in kube_calls_in_code() if m in KUBE_CALLS}
     unused = sorted(rbac_grants() - used)
     assert not unused, (
-        "deploy/kubernetes/rbac.yaml grants what no code calls: remove the grant, or implement "
-        f"the feature that needs it: {unused}"
+        "deploy/kubernetes/base/rbac.yaml grants what no code calls: remove the grant, or "
+        f"implement the feature that needs it: {unused}"
     )
 
 
