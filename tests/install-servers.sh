@@ -8,6 +8,14 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 prometheus --version 2>&1 | head -n 1
+# checkov (tests/deploy/test_kustomize.py) in a venv of its own: its boto3/botocore pins fight
+# the project's aiobotocore. Pinned: a new release adds checks, to be met deliberately.
+CHECKOV_VENV="$(cd "$(dirname "$0")/.." && pwd)/.tools/checkov"
+if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
+    python3 -m venv "$CHECKOV_VENV"
+    "$CHECKOV_VENV/bin/pip" install -q --disable-pip-version-check "checkov==3.3.30"
+fi
+"$CHECKOV_VENV/bin/checkov" --version | sed 's/^/checkov /'
 # Headless Chromium and its driver: the status page's browser test (tests/test_status_page.py).
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     SUDO=""
