@@ -9,6 +9,7 @@
 # resolves. Bump deliberately (and rebuild) for Python security fixes.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
+# checkov:skip=CKV_DOCKER_7:the tag comes from ARG PYTHON_IMAGE above, a pinned patch release
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
