@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.kinds import asg, eks_nodegroup, emr, kubernetes_workload, simulator
+from daemon.kinds import (
+    asg,
+    ecs_service,
+    eks_nodegroup,
+    emr,
+    kubernetes_workload,
+    lambda_concurrency,
+    simulator,
+    spot_fleet,
+)
+from daemon.kinds import placeholder_pods, scalable
 from daemon.kinds.base import KindSpec
 
 SPECS: tuple[KindSpec[Any], ...] = (
@@ -16,7 +26,12 @@ SPECS: tuple[KindSpec[Any], ...] = (
     eks_nodegroup.SPEC,
     asg.SPEC,
     simulator.SPEC,
+    scalable.SPEC,
+    placeholder_pods.SPEC,
     emr.SPEC,
+    ecs_service.SPEC,
+    spot_fleet.SPEC,
+    lambda_concurrency.SPEC,
 )
 
 # kind: value -> its spec

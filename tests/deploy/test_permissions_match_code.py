@@ -75,6 +75,8 @@ IAM_PREFIX = {
     "cloudwatch": "cloudwatch",
     "ec2": "ec2",
     "emr": "elasticmapreduce",
+    "ecs": "ecs",
+    "lambda": "lambda",
 }
 
 # Calls the scan must find, so a broken scanner cannot pass by finding nothing.
