@@ -1,4 +1,8 @@
-"""``elasticd backtest`` and ``elasticd demo``: replay a trace and show what the plan would do."""
+"""``elasticd backtest`` and ``elasticd demo``: replay a trace and show what the plan would do.
+
+The demand comes from a trace file, from a target's own source (``--config`` without a trace),
+or from a Prometheus query (``--prometheus``); all three reach the one replay as a ``Trace``.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,75 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from daemon.backtest.report import build_report, run_backtest, summary_lines, write_decisions
 from daemon.backtest.synthetic import TraceShape, generate_trace, write_trace_csv
 from daemon.backtest.trace import Trace, load_trace
 from daemon.backtest.walkforward import PlanConfig
 from daemon.core.durations import parse_duration
-from daemon.errors import ConfigError, ElasticdError, InputError
+from daemon.errors import (
+    ConfigError,
+    ElasticdError,
+    InputError,
+    PermanentSourceError,
+    TransientSourceError,
+)
 from models.threads import capped_threads
 
+if TYPE_CHECKING:
+    from daemon.backtest.from_source import History
+    from daemon.settings import Settings, TargetConfig
+
 # Exit statuses (sysexits.h), so a script can tell a bad trace from a bad config from a crash.
-EXIT_DATAERR = 65  # the trace or a flag's value cannot be used
+EXIT_DATAERR = 65  # the trace, a flag's value or the query cannot be used
+EXIT_UNAVAILABLE = 69  # the metrics source could not be read (unreachable, 5xx, throttled)
 EXIT_CONFIG = 78  # the --config file is invalid, as for `elasticd run`
 EXIT_FAILED = 1  # anything else, e.g. an output file that cannot be written
+
+# Without --unit-capacity, a Prometheus query's backtest sizes units at its peak over this
+# many, so the plan has room to move; the report is about timing more than unit size then.
+UNITS_AT_PEAK = 20
+# Without --lead-time, as the daemon's CloudWatch example: launch, boot and join.
+DEFAULT_LEAD_S = 300.0
+# The longest default warm-up: a week, so weekly lags have history (half a shorter read).
+MAX_DEFAULT_WARMUP_S = 7 * 86_400.0
+
+DESCRIPTION = """\
+Replay demand walk-forward through the same models and planner as the daemon, and compare
+with the HPA and EC2 predictive rules. The demand comes from one of three places:
+
+  1. a trace file:  TRACE.csv --unit-capacity N --lead-time D --warmup D
+                    or TRACE.csv --config FILE [--target NAME] for a target's settings
+  2. a target:      --config FILE [--target NAME] [--since 14d] [--step S]
+                    reads the target's own query from its Prometheus or CloudWatch source,
+                    at the step the daemon forecasts it on, and replays it with its settings
+  3. a Prometheus:  --prometheus URL --query PROMQL [--since 14d] [--step 1m]
+                    [--unit-capacity N] [--lead-time D] (no config; default unit capacity:
+                    the peak over 20; lead time 5m; PROMETHEUS_BEARER_TOKEN is sent if set)
+
+--decisions-out is required in every mode. Reading from a source, the warm-up defaults to
+half of what was read, at most 7d, and --trace-out saves the history as a trace file."""
+
+EPILOG = """\
+examples:
+  elasticd backtest demand.csv --unit-capacity 120 --lead-time 10m --warmup 7d \\
+      --decisions-out decisions.csv
+  elasticd backtest --config /etc/elasticd/elasticd.yaml --target web --since 14d \\
+      --decisions-out decisions.csv --report-out report.json --plot-out plot.png
+  elasticd backtest --prometheus http://prometheus:9090 \\
+      --query 'sum(rate(http_requests_total{job="web"}[2m]))' \\
+      --unit-capacity 50 --lead-time 90s --decisions-out decisions.csv
+
+Prometheus ranges are read in requests of at most 10,000 points. CloudWatch keeps one-minute
+points for 15 days; for a longer --since give --step 5m (63 days) or 1h.
+
+exit status: 0 done, 65 unusable trace, flag or query, 69 source unreachable,
+78 invalid --config, 1 anything else"""
 
 
 def _report(error: Exception, args: argparse.Namespace) -> int:
@@ -33,7 +91,11 @@ def _report(error: Exception, args: argparse.Namespace) -> int:
         print(f"elasticd: {where}{error}", file=sys.stderr)
         return EXIT_CONFIG
     print(f"elasticd: {error}", file=sys.stderr)
-    return EXIT_DATAERR if isinstance(error, InputError) else EXIT_FAILED
+    if isinstance(error, InputError | PermanentSourceError):
+        return EXIT_DATAERR
+    if isinstance(error, TransientSourceError):
+        return EXIT_UNAVAILABLE
+    return EXIT_FAILED
 
 
 def _duration(text: str) -> float:
@@ -96,20 +158,47 @@ def _add_plan_options(parser: argparse.ArgumentParser, *, demo: bool) -> None:
 def register(subparsers: Any) -> None:
     backtest = subparsers.add_parser(
         "backtest",
-        help="replay a demand trace through the planner and score it",
-        description="Replay TRACE.csv (timestamp,value) walk-forward through the same models "
-        "and planner as the daemon, and compare with the HPA and EC2 predictive rules.",
+        help="replay demand (a trace, a target's source, a Prometheus query) and score it",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    backtest.add_argument("trace", type=Path, help="CSV with header timestamp,value")
-    _add_plan_options(backtest, demo=False)
-    backtest.add_argument("--decisions-out", type=Path, required=True)
-    backtest.add_argument("--report-out", type=Path)
-    backtest.add_argument("--plot-out", type=Path)
     backtest.add_argument(
-        "--config", type=Path, help="take the planner settings of a target from this config"
+        "trace", type=Path, nargs="?", help="CSV with header timestamp,value (mode 1)"
+    )
+    _add_plan_options(backtest, demo=False)
+    backtest.add_argument(
+        "--decisions-out", type=Path, required=True, help="CSV of every step's decision"
+    )
+    backtest.add_argument("--report-out", type=Path, help="JSON report")
+    backtest.add_argument("--plot-out", type=Path, help="PNG plot")
+    backtest.add_argument(
+        "--config",
+        type=Path,
+        help="a target's settings from this config; without TRACE, its history too (mode 2)",
     )
     backtest.add_argument("--target", help="the target of --config to replay (default: first)")
-    backtest.set_defaults(handler=backtest_command)
+    source = backtest.add_argument_group("reading the history from a source (modes 2 and 3)")
+    source.add_argument(
+        "--prometheus", metavar="URL", help="Prometheus base URL, with --query (mode 3)"
+    )
+    source.add_argument("--query", metavar="PROMQL", help="one-series PromQL (mode 3)")
+    source.add_argument(
+        "--since",
+        type=_duration,
+        default=None,
+        help="how much history to read, up to now (default 14d)",
+    )
+    source.add_argument(
+        "--step",
+        type=_duration,
+        default=None,
+        help="grid step (default: the target's, as the daemon reads it; 1m in mode 3)",
+    )
+    source.add_argument(
+        "--trace-out", type=Path, help="also save the history read as a trace CSV (for mode 1)"
+    )
+    backtest.set_defaults(handler=backtest_command, parser=backtest)
 
     demo = subparsers.add_parser(
         "demo",
@@ -121,8 +210,11 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(handler=demo_command)
 
 
-def plan_config(args: argparse.Namespace) -> PlanConfig:
-    """Replay parameters from the flags, or from a target of ``--config`` where flags are unset."""
+def plan_config(
+    args: argparse.Namespace, loaded: tuple[Settings, TargetConfig] | None = None
+) -> PlanConfig:
+    """Replay parameters from the flags, or from a target of ``--config`` where flags are unset
+    (``loaded``: that config's settings and target, when already loaded)."""
     config_path: Path | None = getattr(args, "config", None)
     if config_path is None:
         missing = [
@@ -150,14 +242,8 @@ def plan_config(args: argparse.Namespace) -> PlanConfig:
     # Imported here: the runtime's mapping pulls in the settings models, which plain replays
     # from flags do not need.
     from daemon.runtime.planning import planner_settings, tournament_settings
-    from daemon.settings import load_settings
 
-    settings = load_settings(config_path)
-    try:
-        target = settings.target(args.target) if args.target else settings.targets[0]
-    except KeyError:
-        names = ", ".join(t.name for t in settings.targets)
-        raise InputError(f"--target {args.target!r} is not in {config_path} ({names})") from None
+    _, target = loaded if loaded is not None else config_target(args)
     planner = planner_settings(target)
     if args.unit_capacity is not None:
         planner = dataclasses.replace(planner, unit_capacity=args.unit_capacity)
@@ -174,6 +260,19 @@ def plan_config(args: argparse.Namespace) -> PlanConfig:
         # The target's own tournament (candidates, window, margins, pin), as the daemon runs it.
         tournament=tournament_settings(target),
     )
+
+
+def config_target(args: argparse.Namespace) -> tuple[Settings, TargetConfig]:
+    """The settings of ``--config`` and its target named by ``--target`` (default: first)."""
+    from daemon.settings import load_settings
+
+    settings = load_settings(args.config)
+    try:
+        target = settings.target(args.target) if args.target else settings.targets[0]
+    except KeyError:
+        names = ", ".join(t.name for t in settings.targets)
+        raise InputError(f"--target {args.target!r} is not in {args.config} ({names})") from None
+    return settings, target
 
 
 def run_and_write(
@@ -201,7 +300,10 @@ def run_and_write(
 
 
 def backtest_command(args: argparse.Namespace) -> int:
+    _check_mode(args)
     try:
+        if args.trace is None:
+            return _backtest_from_source(args)
         config = plan_config(args)
         trace = load_trace(args.trace, progress=args.progress)
         run_and_write(
@@ -216,6 +318,112 @@ def backtest_command(args: argparse.Namespace) -> int:
     except (ElasticdError, OSError) as error:
         return _report(error, args)
     return 0
+
+
+def _check_mode(args: argparse.Namespace) -> None:
+    """Exactly one of the three modes' arguments, or a usage error (exit 2) saying which."""
+    parser: argparse.ArgumentParser = args.parser
+    if args.trace is not None and args.prometheus is not None:
+        parser.error("give TRACE or --prometheus, not both")
+    if (args.prometheus is None) != (args.query is None):
+        parser.error("--prometheus and --query go together (mode 3)")
+    if args.prometheus is not None and args.config is not None:
+        parser.error("--prometheus reads without a config; for a target's source use --config")
+    if args.trace is None and args.prometheus is None and args.config is None:
+        parser.error(
+            "give the demand: TRACE (mode 1), --config FILE [--target NAME] (mode 2) "
+            "or --prometheus URL --query PROMQL (mode 3)"
+        )
+    if args.trace is not None:
+        for flag, value in (
+            ("--since", args.since),
+            ("--step", args.step),
+            ("--trace-out", args.trace_out),
+        ):
+            if value is not None:
+                parser.error(f"{flag} is for reading from a source (modes 2 and 3), not TRACE")
+
+
+def _backtest_from_source(args: argparse.Namespace) -> int:
+    """Modes 2 and 3: read the history, then replay it exactly as a trace file would be."""
+    from daemon.backtest.from_source import (
+        DEFAULT_SINCE_S,
+        DEFAULT_STEP_S,
+        read_prometheus_history,
+        read_target_history,
+        window,
+        write_history_csv,
+    )
+
+    since = DEFAULT_SINCE_S if args.since is None else args.since
+    now = time.time()
+    target: tuple[Settings, TargetConfig] | None = None
+    if args.config is not None:
+        target = config_target(args)
+        settings, chosen = target
+        history = read_target_history(
+            settings, chosen, since_s=since, step_s=args.step, now=now, progress=args.progress
+        )
+        name = f"{chosen.name} ({chosen.source})"
+    else:
+        from daemon.settings import PrometheusSourceConfig
+
+        step = DEFAULT_STEP_S if args.step is None else args.step
+        start, end = window(now, since, step)
+        try:
+            source = PrometheusSourceConfig(type="prometheus", url=args.prometheus)
+        except ValueError as error:  # pydantic's ValidationError: the URL
+            raise InputError(f"--prometheus: {_first_error(error)}") from None
+        history = read_prometheus_history(
+            source, args.query, start=start, end=end, step=step, progress=args.progress
+        )
+        name = "prometheus query"
+    for line in history.summary_lines():
+        print(line)
+    if args.trace_out is not None:
+        write_history_csv(history.trace, args.trace_out)
+        print(f"wrote {args.trace_out}")
+    replay_args = _source_defaults(args, history, with_config=target is not None)
+    run_and_write(
+        history.trace,
+        name,
+        plan_config(replay_args, target),
+        replay_args,
+        args.decisions_out,
+        args.report_out,
+        args.plot_out,
+    )
+    return 0
+
+
+def _source_defaults(
+    args: argparse.Namespace, history: History, *, with_config: bool
+) -> argparse.Namespace:
+    """The flags with the source modes' defaults filled in where they were not given."""
+    filled = argparse.Namespace(**vars(args))
+    trace = history.trace
+    span = float(trace.times[-1] - trace.times[0]) + trace.step_s
+    if filled.warmup is None:
+        filled.warmup = min(MAX_DEFAULT_WARMUP_S, span / 2)
+    if not with_config:
+        if filled.lead_time is None:
+            filled.lead_time = DEFAULT_LEAD_S
+        if filled.unit_capacity is None:
+            peak = float(np.nanmax(trace.values))
+            filled.unit_capacity = peak / UNITS_AT_PEAK if peak > 0 else 1.0
+            print(
+                f"unit capacity {filled.unit_capacity:.4g} (the peak over {UNITS_AT_PEAK}; "
+                "give --unit-capacity for what one replica serves)"
+            )
+    return filled
+
+
+def _first_error(error: ValueError) -> str:
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return str(first.get("msg", error)).removeprefix("Value error, ")
+    return str(error)
 
 
 def demo_command(args: argparse.Namespace) -> int:

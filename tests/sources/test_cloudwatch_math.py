@@ -113,7 +113,10 @@ class EvaluatingGetMetricData:
                 stat = entry["MetricStat"]
                 series = self.data[(stat["Metric"]["MetricName"], stat["Stat"])]
                 return np.asarray(series, dtype=np.float64)[keep]
-            return evaluate(ast.parse(entry["Expression"], mode="eval").body)
+            result: np.ndarray[Any, Any] = evaluate(
+                ast.parse(entry["Expression"], mode="eval").body
+            )
+            return result
 
         def evaluate(node: ast.expr) -> Any:
             if isinstance(node, ast.Name):
