@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import numpy as np
 from aiohttp import web
@@ -245,6 +246,10 @@ def _clock(at: float) -> str:
 
 
 CHART_W, CHART_H = 640, 180
+# Points drawn per series: about one every 3.5 pixels.
+CHART_POINTS = 180
+# Charts on one page; the rest open one at a time (?target=NAME).
+MAX_CHARTS = 50
 _PAD_L, _PAD_R, _PAD_T, _PAD_B = 48, 8, 8, 22
 
 
@@ -255,6 +260,10 @@ def render_chart(
     demand (solid) and forecast (dashed), in the demand's unit; gaps where a value is missing."""
     if len(times) == 0:
         return '<p class="empty">No ticks yet.</p>'
+    if len(times) > CHART_POINTS:
+        # A pixel-wide chart gains nothing from more points; keep the newest one exactly.
+        pick = np.linspace(0, len(times) - 1, CHART_POINTS).round().astype(int)
+        times, values = times[pick], values[pick]
     capacity = values[:, READY] * unit_capacity
     capacity[values[:, READY] < 0] = np.nan
     series = {
@@ -347,10 +356,17 @@ def render_page(
     prefix: str = "",
     version: str = "",
     now: float | None = None,
+    chart: str | None = None,
+    max_charts: int = MAX_CHARTS,
 ) -> str:
     """The whole page. ``health``: ``HealthState.report()``; ``prefix``: where the telemetry
-    port is mounted behind a proxy (links then start with it), "" for relative links."""
+    port is mounted behind a proxy (links then start with it), "" for relative links;
+    ``chart``: draw only this target's chart (``?target=NAME``), else the first
+    ``max_charts``: every target has its row, but a thousand charts are megabytes of page."""
     moment = board.clock() if now is None else now
+    targets = list(board.targets.items())
+    charted = [t for t in targets if t[0] == chart] if chart else targets[:max_charts]
+    charted_names = {name for name, _ in charted}
     link = f"{prefix.rstrip('/')}/" if prefix else ""
     ready = bool(health.get("ready"))
     reasons = [str(r) for r in health.get("reasons", [])]
@@ -376,10 +392,12 @@ def render_page(
         "<th>ready</th><th>desired</th><th>min/max</th><th>policy</th><th>reason</th>"
         "<th>last tick</th><th>health</th></tr></thead><tbody>"
     )
-    for name, info in board.targets.items():
+    for name, info in targets:
         latest = board.latest.get(name)
         policy = board.policies.get(name, "")
-        cells = [f'<td><a href="#t-{_e(name)}">{_e(name)}</a></td>', f"<td>{_e(info.mode)}</td>"]
+        # Query-only relative links keep the page's own path, so they work behind a prefix.
+        href = f"#t-{name}" if name in charted_names else f"?target={quote(name)}#t-{name}"
+        cells = [f'<td><a href="{_e(href)}">{_e(name)}</a></td>', f"<td>{_e(info.mode)}</td>"]
         if latest is None:
             cells.append('<td colspan="4" class="muted">waiting for the first tick</td>')
         else:
@@ -402,7 +420,14 @@ def render_page(
         '<span><i style="background:#8250df"></i>forecast (peak over the lead time)</span>'
         '<span><i style="background:#9ecbff"></i>ready capacity</span></p>'
     )
-    for name, info in board.targets.items():
+    if chart and not charted:
+        out.append(f'<p class="bad">No target named {_e(chart)}.</p>')
+    elif len(charted) < len(targets):
+        out.append(
+            f'<p class="muted">Charts for {len(charted)} of {len(targets)} targets; a target\'s '
+            "name in the table opens its own.</p>"
+        )
+    for name, info in charted:
         ring = board.rings.get(name)
         times, values = ring.points() if ring is not None else (np.empty(0), np.empty((0, 4)))
         out.append(
@@ -455,7 +480,13 @@ def status_view(
     """The aiohttp handler for ``/`` and ``/status``."""
 
     async def status(request: web.Request) -> web.Response:
-        body = render_page(board, health_report(), prefix=_prefix(request), version=version)
+        body = render_page(
+            board,
+            health_report(),
+            prefix=_prefix(request),
+            version=version,
+            chart=request.query.get("target") or None,
+        )
         return web.Response(text=body, content_type="text/html", headers=_HEADERS)
 
     return status

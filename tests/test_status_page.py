@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from daemon.core.types import Reason
 from daemon.settings import parse_settings
-from daemon.status_page import StatusBoard, TargetRing, render_page
+from daemon.status_page import StatusBoard, TargetInfo, TargetRing, render_page
 from daemon.telemetry import HealthState, Telemetry, build_app
 from tests.e2e.daemon_process import DaemonProcess
 from tests.runtime.test_app import simulator_config, write_config
@@ -81,6 +81,27 @@ def test_missing_values_break_the_line_instead_of_bridging_it() -> None:
     page = render_page(board, {"ready": True, "targets": {}}, now=1006.0)
     assert page.count('class="demand"') == 2  # two stretches around the gap
     assert page.count('class="forecast"') == 1
+
+
+def test_every_target_has_a_row_but_only_the_first_charts_are_drawn() -> None:
+    board = StatusBoard()
+    names = [f"svc-{i:03d}" for i in range(120)]
+    board.targets = {name: TargetInfo("deployment", "active", 1, 9, 10.0, "sim") for name in names}
+    for name in names:
+        board.record(
+            name, 1.0, demand=5.0, forecast=6.0, desired=1, current=1, ready=1, reason="forecast"
+        )
+    page = render_page(board, {"ready": True}, now=2.0, max_charts=50)
+    assert page.count("<tr>") == 1 + 120  # the header and a row a target
+    assert page.count('<svg class="chart"') == 50
+    assert "Charts for 50 of 120 targets" in page
+    assert '<a href="#t-svc-000">' in page  # charted: an anchor on this page
+    assert '<a href="?target=svc-119#t-svc-119">' in page  # not charted: its own page
+
+    one = render_page(board, {"ready": True}, now=2.0, chart="svc-119")
+    assert one.count('<svg class="chart"') == 1 and 'data-target="svc-119"' in one
+    missing = render_page(board, {"ready": True}, now=2.0, chart="<nope>")
+    assert "No target named &lt;nope&gt;." in missing
 
 
 # -- escaping, secrets, the prefix ----------------------------------------------------------------
