@@ -24,3 +24,12 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 chromium --version 2>/dev/null | head -n 1 || true
+# etcd (Debian's etcd-server): sharding's etcd backend (tests/sharding/test_etcd.py) starts its
+# own on 127.0.0.1 on free ports; the packaged service is not used.
+if ! command -v etcd >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+fi
+etcd --version 2>/dev/null | head -n 1 || true

@@ -22,6 +22,7 @@ from daemon.settings.general import (
     TrainingConfig,
 )
 from daemon.settings.quantities import Duration, PositiveDuration
+from daemon.settings.sharding import ShardingConfig
 from daemon.settings.sources import (
     CloudWatchSourceConfig,
     PrometheusSourceConfig,
@@ -58,6 +59,7 @@ class Settings(SettingsModel):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     leader_election: LeaderElectionConfig = Field(default_factory=LeaderElectionConfig)
+    sharding: ShardingConfig = Field(default_factory=ShardingConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
@@ -82,6 +84,14 @@ class Settings(SettingsModel):
         if not isinstance(state_dir, str | Path):
             return data  # the field's own type error will report it
         return {**data, "audit": {**audit, "path": Path(state_dir) / AUDIT_FILE_NAME}}
+
+    @model_validator(mode="after")
+    def _one_way_to_share_writes(self) -> Self:
+        # Sharding gives every member its own targets to write; a Lease that lets only one
+        # member write would leave the others' targets unwritten.
+        if self.sharding.enabled and self.leader_election.enabled:
+            raise field_error("sharding.enabled", "cannot be combined with leader_election")
+        return self
 
     @model_validator(mode="after")
     def _check_references(self) -> Self:

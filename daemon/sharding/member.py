@@ -55,6 +55,8 @@ WRITE_MARGIN_FRACTION = 0.1
 WRITE_MARGIN_MAX_S = 1.0
 # Members started together do not renew in step.
 JITTER = 0.1
+# After a failed rebalance (a target could not be built), retry after this many periods.
+REBALANCE_RETRY_PERIODS = 5
 
 
 @dataclass(frozen=True)
@@ -370,7 +372,11 @@ class ShardMember:
             try:
                 await self._on_epoch()
             except Exception:
+                # A target that cannot be built now (its API unreachable) must not stay
+                # unowned until the next epoch change: try again a few periods later.
                 log.exception("rebalancing after an epoch change failed", extra=self._extra())
+                await asyncio.sleep(REBALANCE_RETRY_PERIODS * self.retry_period)
+                self._changed.set()
 
     def _extra(self) -> dict[str, str]:
         return {"member": self.identity}

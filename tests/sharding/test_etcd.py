@@ -1,0 +1,120 @@
+"""Membership on a real etcd (started on 127.0.0.1 for this module) with aetcd.
+
+Server-side expiry is real time here: the lease TTL is etcd's minimum that this check can
+rely on (2 s), and the one expiry test waits it out once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+
+from tests.sharding.etcd_server import EtcdServer, etcd_binary
+
+pytest.importorskip("aetcd", reason="aetcd is not installed (pip install -e '.[dev]')")
+if etcd_binary() is None:
+    pytest.skip("etcd is not installed (tests/install-servers.sh)", allow_module_level=True)
+
+from daemon.settings.sharding import EtcdConfig
+from daemon.sharding.etcd import EtcdCoordination
+from daemon.sharding.member import ShardMember
+
+TTL = 2.0
+
+
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[EtcdServer]:
+    server = EtcdServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def open_member(
+    etcd: EtcdServer,
+) -> AsyncIterator[Callable[..., Awaitable[EtcdCoordination]]]:
+    group = f"g{uuid.uuid4().hex[:8]}"  # every test its own group: no state carries over
+    opened: list[EtcdCoordination] = []
+
+    async def make(identity: str, lease: float = TTL) -> EtcdCoordination:
+        member = await EtcdCoordination.open(
+            EtcdConfig(endpoint=etcd.endpoint), group=group, identity=identity, lease_duration=lease
+        )
+        opened.append(member)
+        return member
+
+    yield make
+    for member in opened:
+        await member.close()
+
+
+async def test_members_renew_release_and_expire_on_the_server(
+    open_member: Callable[..., Awaitable[EtcdCoordination]],
+) -> None:
+    a = await open_member("a")
+    b = await open_member("b")
+    await a.renew()
+    await b.renew()
+    await a.renew()  # a keep-alive, not a new lease
+    view = await a.view()
+    assert view.live == {"a", "b"} and view.released == frozenset()
+    await b.release()
+    view = await a.view()
+    assert view.live == {"a"} and view.released == {"b"}
+    await b.renew()  # back with a new lease
+    assert (await a.view()).live == {"a", "b"}
+    # b stops renewing (a kill -9): etcd deletes its key after the TTL, not before.
+    stopped = asyncio.get_running_loop().time()
+    while (await a.view()).live != {"a"}:
+        assert asyncio.get_running_loop().time() - stopped < 4 * TTL, "b never expired"
+        await asyncio.sleep(0.25)
+        await a.renew()
+    assert asyncio.get_running_loop().time() - stopped >= TTL - 0.5
+
+
+async def test_groups_do_not_mix(etcd: EtcdServer) -> None:
+    config = EtcdConfig(endpoint=etcd.endpoint)
+    one = await EtcdCoordination.open(config, group="one", identity="x", lease_duration=TTL)
+    two = await EtcdCoordination.open(config, group="two", identity="y", lease_duration=TTL)
+    try:
+        await one.renew()
+        await two.renew()
+        assert (await one.view()).live == {"x"}
+        assert (await two.view()).live == {"y"}
+        await one.release()
+        await two.release()
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_members_on_etcd_agree_and_hand_over_on_release(
+    open_member: Callable[..., Awaitable[EtcdCoordination]],
+) -> None:
+    targets = {f"t{i}": f"t{i}" for i in range(60)}
+    members = []
+    for name in ("a", "b", "c"):
+        member = ShardMember(
+            await open_member(name, lease=3.0),
+            lease_duration=3.0,
+            renew_deadline=2.0,
+            retry_period=0.5,
+        )
+        member.track(targets)
+        members.append(member)
+    for _ in range(2):
+        for member in members:
+            await member.step()
+    assert {m.epoch for m in members} == {("a", "b", "c")}
+    assert sum(len(m.owned) for m in members) == len(targets)
+    leaving = members.pop()
+    gone = leaving.owned
+    await leaving.release()
+    for member in members:
+        await member.step()
+    assert {m.epoch for m in members} == {("a", "b")}
+    # Released cleanly after being live less than a lease: the others still wait (safe side).
+    assert all(any(m.owns(t) for m in members) for t in gone)
