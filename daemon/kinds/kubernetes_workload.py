@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from daemon.kinds.base import BuildContext, Built, KindSpec, Permission
+from daemon.kinds.keda_floor import KEDA_PERMISSIONS, keda_build, keda_details
 from daemon.settings.nodes import NodeGroupLink
 from daemon.settings.target_base import TargetBase
 
@@ -17,7 +18,7 @@ log = logging.getLogger("elasticd.kinds")
 class KubernetesWorkloadTarget(TargetBase):
     """A Deployment or StatefulSet, resized through its scale subresource or its HPA."""
 
-    _act_via: ClassVar[frozenset[str]] = frozenset({"replicas", "hpa-floor"})
+    _act_via: ClassVar[frozenset[str]] = frozenset({"replicas", "hpa-floor", "keda-floor"})
 
     kind: Literal["deployment", "statefulset"]
     namespace: str = Field(min_length=1, description="Namespace of the workload.")
@@ -47,7 +48,7 @@ async def build(target: KubernetesWorkloadTarget, context: BuildContext) -> Buil
     try:
         owner = await find_owning_hpa(api, target.namespace, kind, target.workload)
     except ActuatorError as error:
-        if target.act_via == "hpa-floor":
+        if target.act_via in ("hpa-floor", "keda-floor"):
             raise ConfigError(
                 f"{where}.act_via", f"cannot find the HPA that targets {workload}: {error}"
             ) from error
@@ -60,6 +61,12 @@ async def build(target: KubernetesWorkloadTarget, context: BuildContext) -> Buil
             extra={"target": target.name},
         )
         owner = None
+    # -- KEDA (daemon/kinds/keda_floor.py): a ScaledObject owns the HPA and rewrites it ------
+    if owner is not None or target.act_via == "keda-floor":
+        keda = await keda_build(target, context, api, owner, workload, recorder)
+        if keda is not None:
+            return keda
+    # ----------------------------------------------------------------------------------------
     if target.act_via == "hpa-floor":
         if owner is None:
             raise ConfigError(
@@ -79,6 +86,8 @@ async def build(target: KubernetesWorkloadTarget, context: BuildContext) -> Buil
 
 def _details(target: KubernetesWorkloadTarget) -> list[str]:
     kind = "Deployment" if target.kind == "deployment" else "StatefulSet"
+    if target.act_via == "keda-floor":
+        return keda_details(target, kind)
     if target.act_via == "hpa-floor":
         return [f"  writes: minReplicas of the HPA of {kind} {target.namespace}/{target.workload}"]
     return [f"  writes: {kind} {target.namespace}/{target.workload} replicas (scale subresource)"]
@@ -88,7 +97,8 @@ SPEC = KindSpec(
     kinds=("deployment", "statefulset"),
     config=KubernetesWorkloadTarget,
     build=build,
-    writes="the workload's replicas through its scale subresource, or its HPA's minReplicas",
+    writes="the workload's replicas through its scale subresource, or its HPA's minReplicas, "
+    "or its KEDA ScaledObject's minReplicaCount",
     permissions=(
         Permission("kubernetes", "apps/deployments/scale:patch", "resize a Deployment"),
         Permission("kubernetes", "apps/statefulsets/scale:patch", "resize a StatefulSet"),
@@ -97,6 +107,7 @@ SPEC = KindSpec(
             "autoscaling/horizontalpodautoscalers:patch",
             "act_via: hpa-floor raises minReplicas",
         ),
+        *KEDA_PERMISSIONS,
     ),
     typical_lead="30 s - 3 min (image pull, readiness)",
     unit_name="pods",

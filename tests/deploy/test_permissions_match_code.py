@@ -65,6 +65,14 @@ KUBE_CALLS: dict[str, Permission] = {
     "delete_namespaced_lease": ("coordination.k8s.io", "leases", "delete"),
     "create_namespaced_event": ("", "events", "create"),
     "patch_namespaced_event": ("", "events", "patch"),
+    # Custom resources name their group and resource at run time; the Role ships the examples
+    # the code's kinds use (users of other CRDs add theirs beside them, as deploy/ says):
+    # kind: scalable on an Argo Rollout's scale subresource, act_via: keda-floor on a
+    # KEDA ScaledObject.
+    "get_namespaced_custom_object_scale": ("argoproj.io", "rollouts/scale", "get"),
+    "patch_namespaced_custom_object_scale": ("argoproj.io", "rollouts/scale", "patch"),
+    "get_namespaced_custom_object": ("keda.sh", "scaledobjects", "get"),
+    "patch_namespaced_custom_object": ("keda.sh", "scaledobjects", "patch"),
 }
 
 # boto3 service name -> IAM action prefix (CloudWatch signs as "monitoring" but IAM says

@@ -6,6 +6,11 @@ honours the semantics elasticd relies on and nothing more:
 - apps/v1 Deployments and StatefulSets: get, list, create (POST, for seeding), replace, patch,
   and the ``/scale`` subresource (GET, PATCH as merge-patch or strategic-merge-patch, PUT);
 - autoscaling/v2 HorizontalPodAutoscalers, coordination.k8s.io/v1 Leases, core/v1 Events;
+- two custom resources: argoproj.io/v1alpha1 Rollouts, with a ``/scale`` subresource as their
+  CRD declares (read and written through ``CustomObjectsApi``), and keda.sh/v1alpha1
+  ScaledObjects, with KEDA's operator reduced to what elasticd meets: an HPA a ScaledObject
+  owns (``ownerReferences``) follows its min/maxReplicaCount, and an edit to that HPA's
+  bounds is undone;
 - ``metadata.resourceVersion`` is one cluster-wide counter bumped on every change, a write that
   carries a stale one gets 409, a no-op write changes nothing (as the real server does);
 - negative replicas get 422, unknown objects 404, and every error is a ``Status`` body.
@@ -94,7 +99,11 @@ RESOURCE_TYPES = (
     ResourceType("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
     ResourceType("coordination.k8s.io/v1", "leases", "Lease"),
     ResourceType("v1", "events", "Event"),
+    ResourceType("argoproj.io/v1alpha1", "rollouts", "Rollout", scalable=True),
+    ResourceType("keda.sh/v1alpha1", "scaledobjects", "ScaledObject"),
 )
+# What KEDA assumes when a ScaledObject omits its bounds.
+KEDA_DEFAULT_MIN, KEDA_DEFAULT_MAX = 0, 100
 BY_PATH = {(r.api_version, r.plural): r for r in RESOURCE_TYPES}
 BY_KIND = {(r.api_version, r.kind): r for r in RESOURCE_TYPES}
 
@@ -278,6 +287,7 @@ class FakeKube:
         """
         key = (self._type_of_kind(kind), namespace, name)
         self.objects[key] = self._commit(self.objects[key], merge_patch(self.objects[key], patch))
+        self._keda_sync(namespace)
         return copy.deepcopy(self.objects[key])
 
     def inject_fault(
@@ -375,7 +385,7 @@ class FakeKube:
     @staticmethod
     def _roll_out(obj: JsonObj) -> None:
         replicas = obj.get("spec", {}).get("replicas")
-        if obj.get("kind") not in ("Deployment", "StatefulSet") or replicas is None:
+        if obj.get("kind") not in ("Deployment", "StatefulSet", "Rollout") or replicas is None:
             return
         status = obj.setdefault("status", {})
         for key in ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas"):
@@ -406,6 +416,7 @@ class FakeKube:
             _default_workload(obj)
         self._validate(rtype, obj)
         self.objects[key] = self._commit(None, obj)
+        self._keda_sync(namespace)
         return self.objects[key]
 
     @staticmethod
@@ -425,6 +436,39 @@ class FakeKube:
                     f'HorizontalPodAutoscaler "{name}" is invalid: spec.maxReplicas: Invalid '
                     f"value: {maximum}: must be greater than or equal to `minReplicas`",
                 )
+        elif rtype.kind == "ScaledObject":
+            minimum = spec.get("minReplicaCount", KEDA_DEFAULT_MIN)
+            maximum = spec.get("maxReplicaCount", KEDA_DEFAULT_MAX)
+            _check_replicas(minimum, "spec.minReplicaCount", rtype.kind, name)
+            _check_replicas(maximum, "spec.maxReplicaCount", rtype.kind, name, minimum=1)
+            if minimum > maximum:
+                # KEDA's admission webhook refuses it.
+                raise KubeError(
+                    422,
+                    f'ScaledObject "{name}" is invalid: MinReplicaCount={minimum} must be less '
+                    f"than MaxReplicaCount={maximum}",
+                )
+
+    def _keda_sync(self, namespace: str) -> None:
+        """KEDA's operator as elasticd meets it: every HPA a ScaledObject owns gets the
+        ScaledObject's bounds (minReplicas at least 1: KEDA scales 0 <-> 1 itself)."""
+        for (rtype, ns, name), scaled in list(self.objects.items()):
+            if rtype.kind != "ScaledObject" or ns != namespace:
+                continue
+            spec = scaled.get("spec", {})
+            bounds = {
+                "minReplicas": max(1, spec.get("minReplicaCount", KEDA_DEFAULT_MIN)),
+                "maxReplicas": spec.get("maxReplicaCount", KEDA_DEFAULT_MAX),
+            }
+            for key, hpa in list(self.objects.items()):
+                owners = hpa["metadata"].get("ownerReferences") or []
+                owned = any(
+                    o.get("kind") == "ScaledObject" and o.get("name") == name for o in owners
+                )
+                if key[0].kind != "HorizontalPodAutoscaler" or key[1] != ns or not owned:
+                    continue
+                if any(hpa.get("spec", {}).get(k) != v for k, v in bounds.items()):
+                    self.objects[key] = self._commit(hpa, merge_patch(hpa, {"spec": bounds}))
 
     def _existing(self, rtype: ResourceType, namespace: str, name: str) -> JsonObj:
         try:
@@ -459,7 +503,8 @@ class FakeKube:
         self._validate(rtype, new)
         stored = self._commit(current, new)
         self.objects[(rtype, namespace, name)] = stored
-        return stored
+        self._keda_sync(namespace)
+        return self.objects[(rtype, namespace, name)]
 
     def _scale(self, rtype: ResourceType, obj: JsonObj) -> JsonObj:
         meta = obj["metadata"]
