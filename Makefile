@@ -21,6 +21,7 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/elasticd demo --out-dir demo-out
 	@echo "starting the daemon on the embedded simulator (config/local.yaml); Ctrl-C stops it"
+	@echo "status page: http://127.0.0.1:9464/ (metrics: /metrics)"
 	$(BIN)/elasticd run --config config/local.yaml
 
 lint: install
