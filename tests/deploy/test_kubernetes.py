@@ -32,12 +32,16 @@ pytestmark = needs_kubectl
 
 # Exactly what the daemon needs; a new rule must come with a reason (and a test change).
 # Workloads are read and resized through /scale only (no get/list on the workloads, no PUT);
-# HPAs are listed to find an owner and patched in hpa-floor mode; a Lease is released with an
+# HPAs are listed to find an owner and patched in hpa-floor mode; Argo Rollouts are resized
+# through /scale and KEDA ScaledObjects' floors patched; a Lease is released with an
 # update (empty holder), never deleted; every write gets its own Event, never patched.
 EXPECTED_RULES = {
     ("apps", "deployments/scale"): {"get", "patch"},
     ("apps", "statefulsets/scale"): {"get", "patch"},
     ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "patch"},
+    # kind: scalable (Argo Rollouts through their /scale) and act_via: keda-floor.
+    ("argoproj.io", "rollouts/scale"): {"get", "patch"},
+    ("keda.sh", "scaledobjects"): {"get", "patch"},
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},
     ("", "events"): {"create"},
 }
