@@ -43,6 +43,7 @@ from daemon.leader import AlwaysLeader, Leadership
 from daemon.ratelimit_client import throttle_for
 from daemon.runtime.decision_state import DecisionStateStore
 from daemon.runtime.layers import NODE_MODEL_SUFFIX, LayerBoard, NodeLink, node_shape
+from daemon.runtime.metric_board import MetricBoard
 from daemon.runtime.planning import (
     conformal_settings,
     forecast_settings,
@@ -66,6 +67,7 @@ from daemon.settings.targets import NODE_KINDS
 from daemon.simulation import WEEK_S, SimulatedWorld, rebase_trace
 from daemon.sources.base import MetricQuery, MetricSource
 from daemon.sources.cloudwatch import CloudWatchExpression, CloudWatchMetric, CloudWatchSource
+from daemon.sources.no_demand import NoDemandSource
 from daemon.sources.prometheus import PrometheusSource
 from daemon.sources.simulator import SimulatorSource
 from daemon.telemetry import HealthState, Telemetry
@@ -177,6 +179,8 @@ class Shared:
     """Asked right before every write; followers decide but never write."""
     layers: LayerBoard = field(default_factory=LayerBoard)
     """Pod targets post the nodes they need here; their node targets read it."""
+    metrics: MetricBoard = field(default_factory=MetricBoard)
+    """Companions of a target's further metrics post the units they need here."""
     history_slot: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(HISTORY_LOADS)
     )
@@ -228,7 +232,8 @@ class TargetFactory:
         """The runtime for ``settings.targets[index]``; ``ConfigError`` if it cannot be built."""
         target = settings.targets[index]
         where = f"targets[{index}]"
-        source_config = settings.sources[target.source]
+        # None for a kind that reads no demand (its spec is demand_free).
+        source_config = settings.sources.get(target.source)
         world = (
             self._world(source_config, target)
             if isinstance(source_config, SimulatorSourceConfig)
@@ -239,7 +244,11 @@ class TargetFactory:
         # shared clients under them.
         closers: list[Closer] = []
         try:
-            source = await self._source(settings, source_config, world, where, closers)
+            source: MetricSource[Any] = (
+                NoDemandSource()
+                if spec_of(target.kind).demand_free
+                else await self._source(settings, source_config, world, where, closers)
+            )
             closers.insert(0, source.close)
             query: MetricQuery[Any] = MetricQuery(target.name, query_spec(target))
             actuator, events = await self._actuator(settings, target, world, where, closers)
@@ -281,6 +290,7 @@ class TargetFactory:
             node_link=node_link,
             # Any node target may be linked from a pod target; unlinked ones find nothing.
             layers=shared.layers if target.kind in NODE_KINDS else None,
+            metric_board=shared.metrics if target.metrics or target.metric_of else None,
             # A random phase, so targets started together do not all tick in the same instant.
             phase_s=random.uniform(0.0, interval),
             state_store=DecisionStateStore(decision_state_dir(settings)),

@@ -46,6 +46,7 @@ from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
 from daemon.runtime.decision_state import DecisionStateStore, StateKey, decode, encode
 from daemon.runtime.layers import LayerBoard, NodeLink, NodeRequest
+from daemon.runtime.metric_board import MetricBoard, MetricFloor, MetricPost
 from daemon.runtime.planning import (
     conformal_settings,
     planner_settings,
@@ -53,6 +54,7 @@ from daemon.runtime.planning import (
     tournament_settings,
 )
 from daemon.settings import TargetConfig
+from daemon.settings.target_base import metric_name
 from daemon.sources.base import MetricQuery, MetricSource, Sample
 from daemon.sources.policy import Checked, NegativePolicy, Rule, check_latest
 from daemon.telemetry import HealthState, Telemetry
@@ -74,6 +76,8 @@ SCORES_EXPORT_S = 60.0
 # How often the whole tournament (tens of KB a target) is saved; the acting state, on which a
 # scale-down depends, is saved every tick. A kill -9 loses at most this much of the scores.
 TOURNAMENT_SAVE_S = 600.0
+# A companion's post lapses after this many of its ticks: its metric then blocks scale-down.
+METRIC_POST_TICKS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,7 @@ class Reconciler:
         phase_s: float | None = None,
         size_read_max_age_s: float = 0.0,
         state_store: DecisionStateStore | None = None,
+        metric_board: MetricBoard | None = None,
     ) -> None:
         """``clock``: epoch seconds on the target's own clock (a simulator's is accelerated);
         demand age and the planner's windows are measured on it. ``interval_s`` is wall time.
@@ -130,7 +135,8 @@ class Reconciler:
         long (on ``clock``) a read of the target's size is reused by later ticks (see
         ``_read_size``). ``state_store``: where the decision state is kept across restarts
         and reloads (None: in memory only). A negative demand sample is invalid (held, counted)
-        unless ``negative`` says otherwise."""
+        unless ``negative`` says otherwise. ``metric_board``: where a target with several
+        metrics finds what its companions need, and where a companion posts it."""
         self.target = target
         self.name = target.name
         self.source = source
@@ -150,6 +156,9 @@ class Reconciler:
         self.node_link = node_link
         self.layers = layers
         self._layer_floors: Recommendations = ()
+        self.metric_board = metric_board
+        self.metric = metric_name(target)
+        self._companions = tuple(metric.name for metric in target.metrics[1:])
         self.settings: PlannerSettings = planner_settings(target)
         # Every decision goes through the policy tournament, as in `elasticd backtest`: the
         # candidates run in shadow and the target acts on the winner (docs/tournament.md).
@@ -248,6 +257,14 @@ class Reconciler:
                 self._layer_floors, now, self.settings.scale_down_stabilisation_s, needed
             )
             low = min(max(low, needed), high)
+        before_metrics = low
+        metric_floor = None
+        if self.metric_board is not None and self._companions:
+            # The HPA's rule over several metrics: the largest need; an invalid metric holds.
+            metric_floor = self.metric_board.floor(
+                self.name, self._companions, now, capacity.desired
+            )
+            low = min(max(low, metric_floor.units), high)
         outcome = self.tournament.step(
             TournamentInputs(
                 now=now,
@@ -270,8 +287,23 @@ class Reconciler:
         for event in outcome.events:
             await self._report_switch(event)
         self._export_scores()
-        if low > own_low:
-            result = _with_layer_reason(result, layer_requests, low)
+        if before_metrics > own_low:
+            result = _with_layer_reason(result, layer_requests, before_metrics)
+        if self.metric is not None:
+            result = _with_metric_reason(result, self.metric, metric_floor, low, before_metrics)
+        if self.metric_board is not None and self.target.metric_of is not None:
+            valid = checked.value is not None and age_s <= self.target.max_demand_age
+            self.metric_board.publish(
+                self.target.metric_of,
+                MetricPost(
+                    self.metric or self.name,
+                    result.decision.desired,
+                    now,
+                    # Missing a few ticks means the metric is not being read: invalid.
+                    now + METRIC_POST_TICKS * self.interval_s,
+                    valid,
+                ),
+            )
         layers: dict[str, Any] | None = None
         if self.node_link is not None:
             plan, node_forecast = self.node_link.plan(
@@ -847,6 +879,28 @@ class Reconciler:
         except OSError as error:
             # A full disk must not stop scaling: the decision is still logged here.
             log.error("audit log write failed: %s", error, extra={"target": self.name})
+
+
+def _with_metric_reason(
+    result: TickResult, own: str, floor: MetricFloor | None, low: int, before: int
+) -> TickResult:
+    """The decision of a target with several metrics names the metric that decided it:
+    a companion's (``metric=rps``) when its floor set the size, else the target's own."""
+    decision = result.decision
+    decider = own
+    if (
+        floor is not None
+        and floor.metric is not None
+        and low > before
+        and decision.desired == low
+        and decision.reason == "clamped_min"
+    ):
+        decider = floor.metric
+    tag = f"metric={decider}"
+    reason = tag if decider != own else decision.reason
+    return replace(
+        result, decision=replace(decision, reason=reason, reasons=(*decision.reasons, tag))
+    )
 
 
 def _with_layer_reason(result: TickResult, requests: list[NodeRequest], floor: int) -> TickResult:

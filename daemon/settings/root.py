@@ -9,6 +9,7 @@ from typing import Any, Self
 
 from pydantic import Field, model_validator
 
+from daemon.kinds.registry import spec_of
 from daemon.settings.base import SettingsModel, field_error, suggest
 from daemon.settings.general import (
     AUDIT_FILE_NAME,
@@ -21,6 +22,7 @@ from daemon.settings.general import (
     TelemetryConfig,
     TrainingConfig,
 )
+from daemon.settings.metrics import expand_metrics
 from daemon.settings.quantities import Duration, PositiveDuration
 from daemon.settings.sharding import ShardingConfig
 from daemon.settings.sources import (
@@ -69,6 +71,13 @@ class Settings(SettingsModel):
     targets: tuple[TargetConfig, ...] = Field(
         min_length=1, description="What elasticd sizes; at least one."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _companions_for_further_metrics(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or "targets" not in data:
+            return data
+        return {**data, "targets": expand_metrics(data["targets"])}
 
     @model_validator(mode="before")
     @classmethod
@@ -136,6 +145,8 @@ class Settings(SettingsModel):
 
 def _check_source(where: str, target: TargetConfig, sources: Mapping[str, SourceConfig]) -> None:
     """The target's source exists and the query is the form that source understands."""
+    if spec_of(target.kind).demand_free:
+        return  # its units follow its schedules alone: it reads no source (its model checks)
     source = sources.get(target.source)
     if source is None:
         hint = suggest(target.source, list(sources)) if sources else "no sources are defined"

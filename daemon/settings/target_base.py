@@ -3,11 +3,12 @@ follows. Each kind adds its own fields in its module under ``daemon/kinds/``."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
 from daemon.settings.base import SettingsModel, field_error
+from daemon.settings.metrics import METRIC_SEPARATOR, MetricConfig, fill_primary_metric
 from daemon.settings.quantities import Duration, PositiveDuration
 from daemon.settings.queries import Query
 from daemon.settings.schedules import Override, ScheduleWindow
@@ -191,12 +192,31 @@ class TargetBase(SettingsModel):
         default_factory=TournamentConfig,
         description="Which policies compete for this target and how a switch is decided.",
     )
+    metrics: tuple[MetricConfig, ...] = Field(
+        default=(),
+        description="Several demand metrics instead of one query/unit_capacity; the units "
+        "needed are the largest any metric needs (the HPA's rule), and a missing or stale "
+        "metric blocks scale-down. The first metric is the target's own.",
+    )
+    metric_of: str | None = Field(
+        default=None,
+        description="Set by elasticd on the companion target of a further metric: the target "
+        "it decides for. Not for configs.",
+    )
+    metric_index: int = Field(
+        default=0, ge=0, description="Set by elasticd: the companion's place in 'metrics'."
+    )
     keep_state_on_change: bool = Field(
         default=True,
         description="Whether an edited target keeps its decision state (the stabilisation "
         "window always; calibration only while unit_capacity, lead_time and shortfall_target "
         "are unchanged) across a reload or restart. false starts it fresh.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metrics_fill_the_primary(cls, data: Any) -> Any:
+        return fill_primary_metric(data)
 
     @model_validator(mode="after")
     def _check_target(self) -> Self:
@@ -209,6 +229,7 @@ class TargetBase(SettingsModel):
         # Window names appear in decision reasons, so two with one name would be ambiguous.
         _unique_names("schedules", [window.name for window in self.schedules])
         _unique_names("overrides", [window.name for window in self.overrides])
+        _unique_names("metrics", [metric.name for metric in self.metrics])
         return self
 
 
@@ -220,3 +241,10 @@ def _unique_names(field: str, names: list[str]) -> None:
                 f"{field}[{index}].name", f"duplicate name {name!r} (also {field}[{seen[name]}])"
             )
         seen[name] = index
+
+
+def metric_name(target: TargetBase) -> str | None:
+    """The name of the metric ``target`` decides on, when its target lists several."""
+    if target.metric_of is not None:
+        return target.name.rsplit(METRIC_SEPARATOR, 1)[1]
+    return target.metrics[0].name if len(target.metrics) > 1 else None

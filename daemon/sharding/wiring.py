@@ -41,7 +41,12 @@ def shard_key(target: TargetConfig) -> str:
 
 
 def shard_keys(settings: Settings) -> dict[str, str]:
-    return {target.name: shard_key(target) for target in settings.targets}
+    keys = {target.name: shard_key(target) for target in settings.targets}
+    # A further metric's companion posts on an in-process board its target reads: same owner.
+    for target in settings.targets:
+        if target.metric_of is not None and target.metric_of in keys:
+            keys[target.name] = keys[target.metric_of]
+    return keys
 
 
 def resolve_namespace(configured: str | None) -> str:
