@@ -1,5 +1,6 @@
 """Several metrics, one decision: companions post the units their metric needs, the target
-takes the largest as its floor (the HPA's rule over several metrics).
+takes the largest as its floor (the HPA's rule over several metrics; the arithmetic is
+``daemon.core.metric_floor``, which the backtest replays too).
 
 Each further metric of a target runs as a companion target (``daemon.settings.metrics``): the
 same tick, forecaster, calibration and tournament as any target, in forecast-only mode. After
@@ -7,41 +8,16 @@ each tick it posts what it decided here; the target reads the fresh posts on its
 uses their maximum as its minimum for that tick, so its own damping (stabilisation, rate
 limits, bounds) still applies on top, as with the node layer's floor.
 
-A companion that has not posted recently (its metric missing or stale long enough that its
-tick stopped, or not started yet) is *invalid*: like the HPA, which skips scale-down when any
-metric is invalid, the target then holds at least its current size.
+A companion that has not posted recently (its source failing, or not started yet) or whose
+last tick held on missing or stale demand is *invalid*: like the HPA, which skips scale-down
+when any metric is invalid, the target then holds at least its current size.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from daemon.core.metric_floor import MetricFloor, MetricPost, metric_floor
 
 __all__ = ["MetricBoard", "MetricFloor", "MetricPost"]
-
-
-@dataclass(frozen=True, slots=True)
-class MetricPost:
-    """One companion's latest decision for its target."""
-
-    metric: str
-    desired: int
-    at: float
-    expires: float
-    valid: bool
-    """False when the companion's own demand was missing or stale (it held, not decided)."""
-
-
-@dataclass(frozen=True, slots=True)
-class MetricFloor:
-    """What a target's further metrics ask of this tick."""
-
-    units: int
-    """The floor: the largest desired of the fresh posts, at least ``current`` if any is
-    missing or invalid."""
-    metric: str | None
-    """The metric that set it (``None`` when nothing raised it above zero)."""
-    missing: tuple[str, ...]
-    """Metrics without a fresh, valid post: they block scale-down."""
 
 
 class MetricBoard:
@@ -55,16 +31,4 @@ class MetricBoard:
 
     def floor(self, target: str, metrics: tuple[str, ...], now: float, current: int) -> MetricFloor:
         """The floor the companions of ``target`` (for ``metrics``) set at ``now``."""
-        posts = self._posts.get(target, {})
-        units, decider = 0, None
-        missing: list[str] = []
-        for metric in metrics:
-            post = posts.get(metric)
-            if post is None or post.expires < now or not post.valid:
-                missing.append(metric)
-                continue
-            if post.desired > units:
-                units, decider = post.desired, metric
-        if missing and current > units:
-            units, decider = current, missing[0]
-        return MetricFloor(units, decider, tuple(missing))
+        return metric_floor(self._posts.get(target, {}), metrics, now, current)

@@ -29,6 +29,7 @@ from daemon.actuators.base import Actuator, Capacity, ScaleResult
 from daemon.actuators.events import ScaleEvents, scale_event
 from daemon.audit import AuditLog, AuditRecord
 from daemon.core.conformal import grid_index
+from daemon.core.metric_floor import with_metric_reason
 from daemon.core.stabilisation import Recommendations, stabilise_scale_down
 from daemon.core.tick import TickResult, TickState
 from daemon.core.tournament import CHALLENGER, MODEL, Switch, Tournament, TournamentInputs
@@ -46,7 +47,7 @@ from daemon.forecasting import TargetForecaster
 from daemon.leader import AlwaysLeader, Leadership
 from daemon.runtime.decision_state import DecisionStateStore, StateKey, decode, encode
 from daemon.runtime.layers import LayerBoard, NodeLink, NodeRequest
-from daemon.runtime.metric_board import MetricBoard, MetricFloor, MetricPost
+from daemon.runtime.metric_board import MetricBoard, MetricPost
 from daemon.runtime.planning import (
     conformal_settings,
     planner_settings,
@@ -290,7 +291,7 @@ class Reconciler:
         if before_metrics > own_low:
             result = _with_layer_reason(result, layer_requests, before_metrics)
         if self.metric is not None:
-            result = _with_metric_reason(result, self.metric, metric_floor, low, before_metrics)
+            result = with_metric_reason(result, self.metric, metric_floor, low, before_metrics)
         if self.metric_board is not None and self.target.metric_of is not None:
             valid = checked.value is not None and age_s <= self.target.max_demand_age
             self.metric_board.publish(
@@ -879,28 +880,6 @@ class Reconciler:
         except OSError as error:
             # A full disk must not stop scaling: the decision is still logged here.
             log.error("audit log write failed: %s", error, extra={"target": self.name})
-
-
-def _with_metric_reason(
-    result: TickResult, own: str, floor: MetricFloor | None, low: int, before: int
-) -> TickResult:
-    """The decision of a target with several metrics names the metric that decided it:
-    a companion's (``metric=rps``) when its floor set the size, else the target's own."""
-    decision = result.decision
-    decider = own
-    if (
-        floor is not None
-        and floor.metric is not None
-        and low > before
-        and decision.desired == low
-        and decision.reason == "clamped_min"
-    ):
-        decider = floor.metric
-    tag = f"metric={decider}"
-    reason = tag if decider != own else decision.reason
-    return replace(
-        result, decision=replace(decision, reason=reason, reasons=(*decision.reasons, tag))
-    )
 
 
 def _with_layer_reason(result: TickResult, requests: list[NodeRequest], floor: int) -> TickResult:
