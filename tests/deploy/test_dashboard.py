@@ -240,9 +240,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         )
     )
     kube = FakeKubeProcess.spawn(seed_file=seed)
-    prometheus = start_prometheus()
+    prometheus: PrometheusServer | None = None
     daemon: DaemonProcess | None = None
     try:
+        prometheus = start_prometheus()
         port = free_port()
         # The helper starts Prometheus with no scrape targets; point it at the daemon and
         # the rules, and reload (SIGHUP) rather than restart.
@@ -268,8 +269,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         yield Live(prometheus, daemon, started)
     finally:
         if daemon is not None:
-            daemon.kill()
-        prometheus.stop()
+            daemon.kill()  # its shutdown is tested elsewhere; this saves seconds
+        if prometheus is not None:
+            prometheus.stop()
         kube.stop()
 
 
