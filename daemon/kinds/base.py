@@ -90,6 +90,9 @@ class KindSpec(Generic[T]):
     node_units: bool = False
     """Its units are nodes, so a pod target's ``node_group`` link may point at it."""
     unit_name: str = "units"
+    demand_free: bool = False
+    """Its units follow its schedules alone: no source is read (demand is zero, so outside
+    every window the target falls to ``min_units``), e.g. a stop/start schedule."""
     """What one unit is, in ``explain`` (``pods``, ``nodes``, ``vCPUs``)."""
     details: Callable[[T], list[str]] = field(default=lambda target: [])
     """Kind-specific ``explain`` lines (what exactly is written)."""

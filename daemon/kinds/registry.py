@@ -13,12 +13,14 @@ from daemon.kinds import (
     ecs_service,
     eks_nodegroup,
     emr,
+    instance_schedule,
     kubernetes_workload,
     lambda_concurrency,
+    placeholder_pods,
+    scalable,
     simulator,
     spot_fleet,
 )
-from daemon.kinds import placeholder_pods, scalable
 from daemon.kinds.base import KindSpec
 
 SPECS: tuple[KindSpec[Any], ...] = (
@@ -32,6 +34,7 @@ SPECS: tuple[KindSpec[Any], ...] = (
     ecs_service.SPEC,
     spot_fleet.SPEC,
     lambda_concurrency.SPEC,
+    instance_schedule.SPEC,
 )
 
 # kind: value -> its spec

@@ -85,6 +85,7 @@ IAM_PREFIX = {
     "emr": "elasticmapreduce",
     "ecs": "ecs",
     "lambda": "lambda",
+    "rds": "rds",
 }
 
 # Calls the scan must find, so a broken scanner cannot pass by finding nothing.
