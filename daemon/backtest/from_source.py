@@ -90,8 +90,9 @@ def read_target_history(
     config = settings.sources[target.source]
     where = f"source {target.source!r}"
     if isinstance(config, SimulatorSourceConfig):
-        # The simulator replays a trace file or a generated trace: that is its history.
-        trace = simulator_trace(config)
+        # The simulator replays a trace file or a generated trace: that is its history, and
+        # "up to now" is up to the trace's end.
+        trace = _last(simulator_trace(config), since_s)
         return History(trace, f"read {_span(trace)} of {target.name!r} from simulator {where}")
     step = step_s if step_s is not None else history_step(settings, target, None)
     start, end = window(now, since_s, step)
@@ -213,6 +214,15 @@ def trace_on_grid(series: Series, start: float, end: float, step: float) -> Trac
     first, last = int(observed[0]), int(observed[-1])
     times = start + step * np.arange(first, last + 1, dtype=np.float64)
     return Trace(times, values[first : last + 1], step, TraceLabels(times, LabelStyle()))
+
+
+def _last(trace: Trace, since_s: float) -> Trace:
+    """The trace's last ``since_s`` seconds."""
+    first = int(np.searchsorted(trace.times, trace.times[-1] - since_s, side="right"))
+    if first == 0:
+        return trace
+    times = trace.times[first:]
+    return Trace(times, trace.values[first:], trace.step_s, TraceLabels(times, LabelStyle()))
 
 
 def write_history_csv(trace: Trace, path: Path) -> None:

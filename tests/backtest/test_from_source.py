@@ -28,6 +28,7 @@ import yaml
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
+from daemon.backtest.from_source import read_prometheus_history
 from daemon.backtest.prometheus_range import PrometheusRangeReader
 from daemon.cli import main
 from daemon.errors import PermanentSourceError, TransientSourceError
@@ -126,6 +127,21 @@ def test_the_daemons_one_series_rule_and_api_errors_apply(prometheus: PromData) 
     )
     with pytest.raises(TransientSourceError, match="query_range failed"):
         closed.read("up", base, base + 60, 60.0)
+
+
+def test_bad_points_are_cleaned_as_the_daemon_cleans_its_history(prometheus: PromData) -> None:
+    config = PrometheusSourceConfig(type="prometheus", url=prometheus.url)
+    base = prometheus.base
+    # weird: 1, NaN, +Inf, -Inf, -2 a minute apart; Prometheus repeats -2 for its lookback.
+    history = read_prometheus_history(
+        config, "weird", start=base - 600, end=base + 3600, step=60.0, progress=False
+    )
+    trace = history.trace
+    assert trace.start == base and trace.step_s == 60.0
+    np.testing.assert_array_equal(trace.values, [1.0, np.nan, np.nan, np.nan] + [0.0] * 6)
+    assert history.summary_lines()[1] == (
+        "cleaned as the daemon cleans its history: 3 non finite, 6 negative clamped"
+    )
 
 
 class _AuthPrometheus:
@@ -307,6 +323,37 @@ def test_a_prometheus_query_without_a_config(
     assert len(read_csv(tmp_path / "d.csv")) == 2017
 
 
+def test_a_simulator_target_replays_the_last_of_its_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "elasticd.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "sources": {"sim": {"type": "simulator", "generate": {"days": 3, "step": "5m"}}},
+                "targets": [
+                    {
+                        "name": "checkout",
+                        "kind": "simulator",
+                        "source": "sim",
+                        "unit_capacity": 50,
+                        "lead_time": "10m",
+                        "max_units": 40,
+                    }
+                ],
+            }
+        )
+    )
+    decisions = tmp_path / "d.csv"
+    code, out, err = run(
+        capsys, "--config", str(config), "--since", "1d", "--decisions-out", str(decisions)
+    )
+    assert code == 0, err
+    assert "read 1.0 days of 'checkout' from simulator source 'sim'" in out
+    assert len(read_csv(decisions)) == 288
+
+
 @pytest.mark.parametrize(
     ("query", "status", "message"),
     [
@@ -339,6 +386,18 @@ def test_an_unusable_query_is_one_line_and_the_data_status(
     assert code == status
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "d.csv").exists()
+
+
+def test_a_bad_prometheus_url_is_one_line_and_the_data_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys, "--prometheus", "ftp://p", "--query", "up", "--decisions-out", str(tmp_path / "d")
+    )
+    assert code == 65
+    assert err == (
+        "elasticd: --prometheus: invalid URL 'ftp://p': expected http://host:port or https://...\n"
+    )
 
 
 def test_help_shows_each_modes_arguments_with_examples(
