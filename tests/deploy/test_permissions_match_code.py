@@ -31,6 +31,8 @@ from kubernetes_asyncio import client
 ROOT = Path(__file__).resolve().parents[2]
 DAEMON = ROOT / "daemon"
 RBAC = ROOT / "deploy" / "kubernetes" / "base" / "rbac.yaml"
+# An overlay may add a Role for what only its mode calls (sharding's membership Leases).
+OVERLAY_MANIFESTS = sorted((ROOT / "deploy" / "kubernetes" / "overlays").glob("*/*.yaml"))
 IAM_POLICY = ROOT / "deploy" / "aws" / "iam-policy.json"
 
 Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
@@ -185,9 +187,11 @@ def aws_actions_in_code() -> dict[str, set[str]]:
 
 
 def rbac_grants() -> set[Permission]:
-    documents = [doc for doc in yaml.safe_load_all(RBAC.read_text()) if doc]
+    documents = [
+        doc for path in [RBAC, *OVERLAY_MANIFESTS] for doc in yaml.safe_load_all(path.read_text())
+    ]
     grants: set[Permission] = set()
-    for role in (doc for doc in documents if doc["kind"] == "Role"):
+    for role in (doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == "Role"):
         for rule in role["rules"]:
             grants |= {
                 (group, resource, verb)
@@ -235,7 +239,8 @@ def test_rbac_grants_every_kubernetes_call() -> None:
         if m in KUBE_CALLS and KUBE_CALLS[m] not in granted
     }
     assert not missing, (
-        "deploy/kubernetes/base/rbac.yaml does not grant what the code calls (it would get 403):\n"
+        "deploy/kubernetes/base/rbac.yaml (and the overlays' Roles) do not grant what the code "
+        "calls (it would get 403):\n"
         f"{_listing(missing)}"
     )
 
