@@ -140,7 +140,7 @@ class LambdaConcurrencyActuator(AwsSizeActuator):
             return await super().scale(desired, expected=expected, deadline=deadline)
         except PermanentActuatorError as error:
             # Another writer (a console user, Application Auto Scaling) started an allocation
-            # between our read and our write: busy, not broken. The write backoff still holds.
+            # between our read and our write: busy, not broken; the next tick reads its status.
             if _code(error) == "ResourceConflictException":
                 raise TransientActuatorError(str(error)) from error
             raise
