@@ -1,7 +1,7 @@
 """Stop and start a set of EC2 instances and RDS instances/clusters: the size is how many run.
 
 ``read`` describes every selected resource and counts the running ones
-(``daemon.core.power``); ``scale`` re-reads, checks the count the decision was made on, and
+(``daemon.actuators.power``); ``scale`` re-reads, checks the count the decision was made on, and
 sends one ``StartInstances``/``StopInstances``/``Start|StopDBInstance``/``Start|StopDBCluster``
 per resource that must change, and nothing for one already where it should be.
 
@@ -28,8 +28,8 @@ from botocore.config import Config
 
 from daemon.actuators.aws import AwsClient
 from daemon.actuators.base import Capacity, ScaleResult
+from daemon.actuators.power import Power, PowerPlan, Resource, count, plan_power
 from daemon.actuators.retry import RetryPolicy, WriteGuard, check_expected
-from daemon.core.power import Power, PowerPlan, Resource, count, plan_power
 from daemon.errors import (
     ActuatorError,
     FencedError,

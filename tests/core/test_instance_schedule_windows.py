@@ -57,8 +57,8 @@ def decide(config: Any, at: datetime, current: int) -> int:
     return decision.desired
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
 
 
 # (zone, cron, wall-clock duration, window opening, window end) as UTC instants, on the days the
