@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from daemon.backtest.metric_traces import load_metric_traces
 from daemon.backtest.report import build_report, run_backtest, summary_lines, write_decisions
 from daemon.backtest.synthetic import TraceShape, generate_trace, write_trace_csv
-from daemon.backtest.trace import Trace, load_trace
-from daemon.backtest.walkforward import PlanConfig
+from daemon.backtest.trace import Trace
+from daemon.backtest.walkforward import MetricReplay, PlanConfig
 from daemon.core.durations import parse_duration
 from daemon.errors import (
     ConfigError,
@@ -178,6 +179,13 @@ def register(subparsers: Any) -> None:
         help="a target's settings from this config; without TRACE, its history too (mode 2)",
     )
     backtest.add_argument("--target", help="the target of --config to replay (default: first)")
+    backtest.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME=UNIT_CAPACITY",
+        help="a trace with several value columns (timestamp,cpu,rps): the unit capacity of "
+        "each further column, e.g. --metric rps=50; the first column uses --unit-capacity",
+    )
     source = backtest.add_argument_group("reading the history from a source (modes 2 and 3)")
     source.add_argument(
         "--prometheus", metavar="URL", help="Prometheus base URL, with --query (mode 3)"
@@ -283,9 +291,12 @@ def run_and_write(
     decisions: Path,
     report_path: Path | None,
     plot_path: Path | None,
+    *,
+    metric: str | None = None,
+    further: tuple[MetricReplay, ...] = (),
 ) -> dict[str, Any]:
     with capped_threads():
-        result = run_backtest(trace, config, progress=args.progress)
+        result = run_backtest(trace, config, progress=args.progress, metric=metric, further=further)
     report = build_report(result, name)
     write_decisions(result, decisions, progress=args.progress)
     if report_path is not None:
@@ -304,8 +315,10 @@ def backtest_command(args: argparse.Namespace) -> int:
     try:
         if args.trace is None:
             return _backtest_from_source(args)
-        config = plan_config(args)
-        trace = load_trace(args.trace, progress=args.progress)
+        loaded = config_target(args) if args.config is not None else None
+        config = plan_config(args, loaded)
+        traces = load_metric_traces(args.trace, progress=args.progress)
+        metric, trace, further = metric_replays(args, traces, config, loaded)
         run_and_write(
             trace,
             args.trace.name,
@@ -314,10 +327,62 @@ def backtest_command(args: argparse.Namespace) -> int:
             args.decisions_out,
             args.report_out,
             args.plot_out,
+            metric=metric,
+            further=further,
         )
     except (ElasticdError, OSError) as error:
         return _report(error, args)
     return 0
+
+
+def metric_replays(
+    args: argparse.Namespace,
+    traces: list[tuple[str, Trace]],
+    config: PlanConfig,
+    loaded: tuple[Settings, TargetConfig] | None,
+) -> tuple[str | None, Trace, tuple[MetricReplay, ...]]:
+    """The target's own metric, its trace, and its further metrics for a several-column trace:
+    unit capacities from ``--metric NAME=UNIT_CAPACITY`` flags, or from the ``metrics:`` of
+    the ``--config`` target (its companion targets' own settings, as the daemon runs them)."""
+    if len(traces) == 1:
+        return None, traces[0][1], ()
+    names = [name for name, _ in traces]
+    capacities: dict[str, float] = {}
+    for flag in args.metric or []:
+        name, _, value = flag.partition("=")
+        try:
+            capacities[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--metric {flag!r}: expected NAME=UNIT_CAPACITY") from None
+    companions: dict[str, TargetConfig] = {}
+    if loaded is not None:
+        settings, target = loaded
+        listed = [metric.name for metric in target.metrics]
+        if listed:
+            if listed != names:
+                raise InputError(
+                    f"the trace's columns {names} are not target {target.name}'s metrics {listed}"
+                )
+            companions = {name: settings.target(f"{target.name}.{name}") for name in listed[1:]}
+    unknown = [name for name in names[1:] if name not in capacities and name not in companions]
+    if unknown:
+        raise InputError(
+            f"no unit capacity for {unknown}: give --metric NAME=UNIT_CAPACITY for each "
+            "further column, or --config with a target listing these metrics"
+        )
+    further: list[MetricReplay] = []
+    for name, trace in traces[1:]:
+        if name in companions:
+            own = plan_config(args, (loaded[0], companions[name]))  # type: ignore[index]
+        else:
+            planner = dataclasses.replace(config.planner_settings(), unit_capacity=capacities[name])
+            own = dataclasses.replace(config, unit_capacity=capacities[name], planner=planner)
+        further.append(MetricReplay(name, trace, own))
+    first, trace = traces[0]
+    if first in capacities and loaded is None:
+        planner = dataclasses.replace(config.planner_settings(), unit_capacity=capacities[first])
+        config = dataclasses.replace(config, unit_capacity=capacities[first], planner=planner)
+    return first, trace, tuple(further)
 
 
 def _check_mode(args: argparse.Namespace) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from daemon.backtest.baselines import (
@@ -26,7 +29,7 @@ from daemon.backtest.replay import (
     scored_mask,
 )
 from daemon.backtest.trace import Trace, label_chunks
-from daemon.backtest.walkforward import PlanConfig, PlanReplay, replay_plan
+from daemon.backtest.walkforward import MetricReplay, PlanConfig, PlanReplay, replay_plan
 from daemon.core.durations import format_duration
 from daemon.errors import InputError
 from models.features import lead_steps_for as lead_steps
@@ -66,7 +69,41 @@ def check_inputs(trace: Trace, config: PlanConfig) -> None:
         raise InputError("no observation after the warm-up: nothing to score")
 
 
-def run_backtest(trace: Trace, config: PlanConfig, *, progress: bool | None = None) -> Backtest:
+def units_view(
+    trace: Trace, config: PlanConfig, further: tuple[MetricReplay, ...]
+) -> tuple[Trace, PlanConfig]:
+    """Several metrics scored as one: each step's demand in units is the largest any metric
+    needs (demand over its unit capacity), so a step is short when any metric is; scored with
+    a unit capacity of one. The HPA baseline on it is the HPA's own rule over several metrics."""
+    needs = [trace.values / config.unit_capacity]
+    for metric in further:
+        if len(metric.trace) != len(trace) or metric.trace.step_s != trace.step_s:
+            raise InputError(f"metric {metric.name!r} is not on the trace's grid")
+        needs.append(metric.trace.values / metric.config.unit_capacity)
+    # fmax skips a metric missing at a step; a step no metric observed stays unobserved.
+    units = np.fmax.reduce(np.vstack(needs), axis=0)
+    planner = dataclasses.replace(config.planner_settings(), unit_capacity=1.0)
+    return (
+        Trace(trace.times, units, trace.step_s, trace.labels),
+        dataclasses.replace(config, unit_capacity=1.0, planner=planner),
+    )
+
+
+def run_backtest(
+    trace: Trace,
+    config: PlanConfig,
+    *,
+    progress: bool | None = None,
+    metric: str | None = None,
+    further: tuple[MetricReplay, ...] = (),
+) -> Backtest:
+    """Replay and score ``trace``; with ``further`` metrics (the trace is ``metric``'s), the
+    plan decides on all of them and is scored on the units they need (``units_view``)."""
+    own_capacity = config.unit_capacity
+    replayed_trace, replayed_config = trace, config
+    if further:
+        check_inputs(trace, config)
+        trace, config = units_view(trace, config, further)
     check_inputs(trace, config)
     scored = scored_mask(trace.times, trace.values, config.warmup_s)
     k = lead_steps(config.lead_s, trace.step_s)
@@ -77,7 +114,16 @@ def run_backtest(trace: Trace, config: PlanConfig, *, progress: bool | None = No
         trace.values, oracle.ready, oracle.billed, scored, config.unit_capacity
     ).billed_units
     del oracle  # two arrays of the trace's length, not needed during the plan and the sweeps
-    plan = replay_plan(trace, config, progress=progress)
+    plan = replay_plan(
+        replayed_trace, replayed_config, progress=progress, metric=metric, further=further
+    )
+    if further:
+        # Shown beside demand in units: the target's own metric's forecast, in units too.
+        plan = dataclasses.replace(
+            plan,
+            forecast=plan.forecast / own_capacity,
+            base_forecast=plan.base_forecast / own_capacity,
+        )
     plan_score = score(trace.values, plan.log.ready, plan.log.billed, scored, config.unit_capacity)
     baselines = {
         name: sweep(
@@ -163,12 +209,24 @@ def build_report(result: Backtest, trace_name: str) -> dict[str, Any]:
             "last_fit": plan.fits[-1].reason if plan.fits else None,
             "reasons": dict(sorted(reasons.items())),
             "tournament": tournament_report(plan, scored.tolist()),
+            **({"metrics": metrics_report(plan, scored.tolist())} if plan.decided_by else {}),
         },
         "oracle": {"billed_units": result.oracle_billed},
         "baselines": {
             name: baseline_report(points, result.cost_ratio, plan_score.short_fraction)
             for name, points in result.baselines.items()
         },
+    }
+
+
+def metrics_report(plan: PlanReplay, scored: list[bool]) -> dict[str, Any]:
+    """With several metrics: the share of scored steps each metric decided."""
+    decided = Counter(name for name, s in zip(plan.decided_by, scored, strict=True) if s)
+    total = sum(decided.values())
+    return {
+        "decided_share": {
+            name: count / total if total else 0.0 for name, count in sorted(decided.items())
+        }
     }
 
 
@@ -216,25 +274,26 @@ def write_decisions(result: Backtest, path: Path, *, progress: bool | None = Non
         ) as bar,
     ):
         writer = csv.writer(handle)
-        writer.writerow(["timestamp", "desired", "forecast", "ready", "reason", "policy"])
+        several = bool(plan.decided_by)
+        header = ["timestamp", "desired", "forecast", "ready", "reason", "policy"]
+        writer.writerow([*header, "metric"] if several else header)
         start = 0
         for labels in label_chunks(trace.labels):
             rows = slice(start, start + len(labels))
             policies = plan.active[rows] if plan.active else [""] * len(labels)
-            writer.writerows(
-                zip(
-                    labels,
-                    plan.log.desired[rows].tolist(),
-                    [
-                        "" if not math.isfinite(f) else f"{f:.6g}"
-                        for f in plan.forecast[rows].tolist()
-                    ],
-                    plan.log.ready[rows].tolist(),
-                    plan.reasons[rows],
-                    policies,
-                    strict=True,
-                )
+            columns: Iterable[tuple[Any, ...]] = zip(
+                labels,
+                plan.log.desired[rows].tolist(),
+                ["" if not math.isfinite(f) else f"{f:.6g}" for f in plan.forecast[rows].tolist()],
+                plan.log.ready[rows].tolist(),
+                plan.reasons[rows],
+                policies,
+                strict=True,
             )
+            if several:
+                metrics = plan.decided_by[rows]
+                columns = ((*row, metric) for row, metric in zip(columns, metrics, strict=True))
+            writer.writerows(columns)
             bar.update(len(labels))
             start += len(labels)
 
@@ -262,4 +321,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"at equal shortfall cost {equal_short['baseline_cost_ratio'] or float('nan'):.3f} "
             f"(plan saves {pct(equal_short['plan_saving'])})"
         )
+    decided = report["plan"].get("metrics", {}).get("decided_share")
+    if decided:
+        shares = ", ".join(f"{name} {pct(share)}" for name, share in decided.items())
+        lines.append(f"decided by metric: {shares}")
     return lines

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from daemon.backtest.replay import ReplayLog, replay
 from daemon.backtest.trace import Trace
 from daemon.core.conformal import ConformalSettings, ConformalTracker, grid_index
+from daemon.core.metric_floor import MetricPost, metric_floor, with_metric_reason
 from daemon.core.tournament import (
     CHALLENGER,
     MODEL,
@@ -117,6 +118,8 @@ class PlanReplay:
     """The tournament's switches, demotions, promotions and drops, in order."""
     scoreboard: tuple[CandidateScore, ...] = ()
     """The candidates' scores at the end of the replay."""
+    decided_by: tuple[str, ...] = ()
+    """With several metrics: the metric that decided each step (empty with one metric)."""
 
     @property
     def training_seconds(self) -> float:
@@ -318,20 +321,90 @@ class _Models:
         self.challenger, self.challenger_block = None, []
 
 
-def replay_plan(trace: Trace, config: PlanConfig, *, progress: bool | None = None) -> PlanReplay:
+@dataclass(frozen=True, slots=True)
+class MetricReplay:
+    """One further metric of a target with several (``metrics:``): its demand on the same
+    grid as the target's own, and its own settings (unit capacity, shortfall target)."""
+
+    name: str
+    trace: Trace
+    config: PlanConfig
+
+
+class _Companion:
+    """A further metric's walk-forward: its own models and tournament, as the daemon's
+    companion target has its own forecaster and tournament."""
+
+    def __init__(self, metric: MetricReplay) -> None:
+        trace, config = metric.trace, metric.config
+        spec = FeatureSpec(
+            step_s=trace.step_s,
+            lead_steps=lead_steps(config.lead_s, trace.step_s),
+            scale=config.unit_capacity,
+        )
+        self.name = metric.name
+        self.values = trace.values
+        self.models = _Models(trace, config, spec)
+        self.tournament = Tournament(
+            config.tournament,
+            config.planner_settings(),
+            config.calibration_settings(),
+            conformal_settings(trace, config),
+        )
+
+    def post(
+        self, i: int, now: float, ready: int, total: int, retrain_end: int | None
+    ) -> MetricPost:
+        if retrain_end is not None:
+            self.models.retrain(self.tournament, i, retrain_end)
+        demand = float(self.values[i])
+        valid = math.isfinite(demand)
+        result = self.tournament.step(
+            TournamentInputs(
+                now=now,
+                current_units=total,
+                ready_units=ready,
+                demand=demand if valid else None,
+                forecasts=self.models.forecasts(i),
+            )
+        )
+        if result.promoted:
+            self.models.promote()
+        elif result.dropped:
+            self.models.drop()
+        # Posted and read in the same step: fresh by construction.
+        return MetricPost(self.name, result.tick.decision.desired, now, now, valid)
+
+
+def replay_plan(
+    trace: Trace,
+    config: PlanConfig,
+    *,
+    progress: bool | None = None,
+    metric: str | None = None,
+    further: tuple[MetricReplay, ...] = (),
+) -> PlanReplay:
     """Replay the plan through the scoring rules, exactly as the daemon would have decided: the
     tournament's :meth:`~daemon.core.tournament.Tournament.step` once per grid step, a fit at
-    each retraining cutoff entering the tournament as a challenger."""
+    each retraining cutoff entering the tournament as a challenger.
+
+    With ``further`` metrics (the target's own is ``metric``), each runs its own walk-forward
+    in lockstep, and their decisions floor the target's step through
+    :func:`daemon.core.metric_floor.metric_floor`, as the daemon's companions do."""
     began = time.perf_counter()
     k = lead_steps(config.lead_s, trace.step_s)
     spec = FeatureSpec(step_s=trace.step_s, lead_steps=k, scale=config.unit_capacity)
     models = _Models(trace, config, spec)
+    planner = config.planner_settings()
     tournament = Tournament(
         config.tournament,
-        config.planner_settings(),
+        planner,
         config.calibration_settings(),
         conformal_settings(trace, config),
     )
+    companions = [_Companion(metric) for metric in further]
+    names = tuple(companion.name for companion in companions)
+    decided_by: list[str] = [""] * len(trace) if companions else []
     cutoffs = [*retrain_cutoffs(trace, config.retrain_every_s), len(trace)]
     block_end = dict(itertools.pairwise(cutoffs))
     # Not a list: Python floats for every step are 32 bytes a step (216 MB for 6.75M).
@@ -345,10 +418,17 @@ def replay_plan(trace: Trace, config: PlanConfig, *, progress: bool | None = Non
     bar = tqdm(total=len(trace), desc="replay", unit="step", disable=not show, mininterval=0.5)
 
     def policy(i: int, now: float, ready: int, total: int) -> int:
-        if i in block_end:
-            models.retrain(tournament, i, block_end[i])
+        retrain_end = block_end.get(i)
+        if retrain_end is not None:
+            models.retrain(tournament, i, retrain_end)
         demand = float(values[i])
         offered = models.forecasts(i)
+        floor = None
+        low, high = planner.min_units, planner.max_units
+        if companions:
+            posts = {c.name: c.post(i, now, ready, total, retrain_end) for c in companions}
+            floor = metric_floor(posts, names, now, total)
+            low = min(max(low, floor.units), high)
         result = tournament.step(
             TournamentInputs(
                 now=now,
@@ -356,8 +436,14 @@ def replay_plan(trace: Trace, config: PlanConfig, *, progress: bool | None = Non
                 ready_units=ready,
                 demand=demand if math.isfinite(demand) else None,
                 forecasts=offered,
+                min_units=low if companions else None,
+                max_units=high if companions else None,
             )
         )
+        if companions:
+            tick = with_metric_reason(result.tick, metric or "", floor, planner.unit_capacity)
+            result = replace(result, tick=tick)
+            decided_by[i] = tick.decision.reasons[-1].removeprefix("metric=")
         if result.promoted:
             models.promote()
         elif result.dropped:
@@ -387,4 +473,5 @@ def replay_plan(trace: Trace, config: PlanConfig, *, progress: bool | None = Non
         active=tuple(active),
         switches=tuple(events),
         scoreboard=tournament.scoreboard(),
+        decided_by=tuple(decided_by),
     )

@@ -5,6 +5,7 @@ needs, and an invalid metric blocks scale-down. Pure: the daemon's board
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -56,22 +57,20 @@ def metric_floor(
 
 
 def with_metric_reason(
-    result: TickResult, own: str, floor: MetricFloor | None, low: int, before: int
+    result: TickResult, own: str, floor: MetricFloor | None, unit_capacity: float
 ) -> TickResult:
-    """The decision names the metric that decided it: a further metric's (``metric=rps``) when
-    its floor (``low``, raised from ``before``) set the size, else the target's own (added to
-    the reasons, the reason itself unchanged)."""
+    """The decision names the metric that decided it: the one needing the most units this
+    tick (the target's own: its calibrated forecast over ``unit_capacity``; a further one: its
+    posted decision). The tag ``metric=<name>`` ends the reasons; where the further metrics'
+    floor set the size outright (``clamped_min``) it is the reason too."""
     decision = result.decision
+    own_units = 0
+    if result.forecast is not None and math.isfinite(result.forecast):
+        own_units = math.ceil(result.forecast / unit_capacity - 1e-9)
     decider = own
-    if (
-        floor is not None
-        and floor.metric is not None
-        and low > before
-        and decision.desired == low
-        and decision.reason == "clamped_min"
-    ):
+    if floor is not None and floor.metric is not None and floor.units > own_units:
         decider = floor.metric
     tag = f"metric={decider}"
-    reason = tag if decider != own else decision.reason
+    reason = tag if decider != own and decision.reason == "clamped_min" else decision.reason
     reasons = (*decision.reasons, tag)
     return replace(result, decision=replace(decision, reason=reason, reasons=reasons))

@@ -291,7 +291,9 @@ class Reconciler:
         if before_metrics > own_low:
             result = _with_layer_reason(result, layer_requests, before_metrics)
         if self.metric is not None:
-            result = with_metric_reason(result, self.metric, metric_floor, low, before_metrics)
+            result = with_metric_reason(
+                result, self.metric, metric_floor, self.settings.unit_capacity
+            )
         if self.metric_board is not None and self.target.metric_of is not None:
             valid = checked.value is not None and age_s <= self.target.max_demand_age
             self.metric_board.publish(
