@@ -22,6 +22,7 @@ from daemon.settings.general import (
     TelemetryConfig,
     TrainingConfig,
 )
+from daemon.settings.idle import IdleReleaseConfig
 from daemon.settings.metrics import expand_metrics
 from daemon.settings.quantities import Duration, PositiveDuration
 from daemon.settings.sharding import ShardingConfig
@@ -35,7 +36,8 @@ from daemon.settings.targets import NAME_PATTERN, NODE_KINDS, TargetConfig
 
 
 class Settings(SettingsModel):
-    """elasticd configuration. Durations take 300, '300s', '5m', '1h' or '7d'."""
+    """elasticd configuration. Durations take 300, '300s', '5m', '1h', '7d', or compound:
+    '1h30m', '2m30s', '500ms'."""
 
     interval: PositiveDuration = Field(
         default=15.0,
@@ -70,6 +72,11 @@ class Settings(SettingsModel):
     )
     targets: tuple[TargetConfig, ...] = Field(
         min_length=1, description="What elasticd sizes; at least one."
+    )
+    idle_release: tuple[IdleReleaseConfig, ...] = Field(
+        default=(),
+        description="EC2 instances stopped when their CloudWatch metrics stay below "
+        "thresholds for a window (checked by the idle janitor, not a target).",
     )
 
     @model_validator(mode="before")
