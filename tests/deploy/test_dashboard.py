@@ -8,7 +8,9 @@ rules file. The daemon runs three targets so that every series the dashboard and
 read exists: ``checkout`` on the embedded simulator in compressed time (demand, forecasts,
 decisions, a model), ``idle`` whose query matches nothing (unusable demand, a fallback model)
 and ``ghost`` whose Prometheus is down and whose Deployment does not exist (source and
-actuator errors) on the fake Kubernetes API server. Then every dashboard query, every
+actuator errors) on the fake Kubernetes API server. A second daemon runs sharded (its
+membership Lease on the same fake server) as its own job, for the sharding alerts. Then
+every dashboard query, every
 template variable, and every alert's query (its comparison stripped) must return data: a
 renamed metric or label fails here. The rules must evaluate without error, and the alerts
 the broken targets deserve must be pending for them and for no other target.
@@ -135,7 +137,7 @@ def test_every_alert_query_can_be_checked() -> None:
 @dataclass
 class Live:
     prometheus: PrometheusServer
-    daemon: DaemonProcess
+    daemons: list[DaemonProcess]
     started: float
 
     def get(self, path: str, **params: str) -> Any:
@@ -154,7 +156,8 @@ class Live:
         deadline = self.started + DATA_TIMEOUT_S
         missing = check()
         while missing and time.monotonic() < deadline:
-            assert self.daemon.process.poll() is None, f"elasticd exited:\n{self.daemon.tail()}"
+            for daemon in self.daemons:
+                assert daemon.process.poll() is None, f"elasticd exited:\n{daemon.tail()}"
             time.sleep(0.5)
             missing = check()
         assert not missing, f"{what} after {DATA_TIMEOUT_S:.0f}s:\n" + "\n".join(missing)
@@ -223,6 +226,42 @@ def _daemon_config(
     return path
 
 
+def _sharded_config(tmp: Path, kubeconfig: Path, port: int) -> Path:
+    """One member of a sharded installation, sizing one simulator target."""
+    body = {
+        "interval": "1s",
+        "state_dir": str(tmp / "sharded-state"),
+        "log_format": "json",
+        "telemetry": {"enabled": True, "host": "127.0.0.1", "port": port},
+        "training": {"cadence": "10m", "history_window": "7d"},
+        "kubernetes": {"kubeconfig": str(kubeconfig), "in_cluster": False},
+        "sharding": {"enabled": True, "namespace": "shop", "identity": "member-1"},
+        "sources": {
+            "sim": {
+                "type": "simulator",
+                "generate": {"days": 14, "step": "5m", "seed": 7},
+                "speedup": 120,
+            }
+        },
+        "targets": [
+            {
+                "name": "orders",
+                "kind": "simulator",
+                "source": "sim",
+                "unit_capacity": 50,
+                "lead_time": "10m",
+                "max_demand_age": "15m",
+                "min_units": 2,
+                "max_units": 40,
+                "mode": "active",
+            }
+        ],
+    }
+    path = tmp / "sharded.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     if not Path(PROMETHEUS).exists():
@@ -241,11 +280,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     )
     kube = FakeKubeProcess.spawn(seed_file=seed)
     prometheus: PrometheusServer | None = None
-    daemon: DaemonProcess | None = None
+    daemons: list[DaemonProcess] = []
     try:
         prometheus = start_prometheus()
-        port = free_port()
-        # The helper starts Prometheus with no scrape targets; point it at the daemon and
+        port, sharded_port = free_port(), free_port()
+        # The helper starts Prometheus with no scrape targets; point it at the daemons and
         # the rules, and reload (SIGHUP) rather than restart.
         (prometheus.workdir / "prometheus.yml").write_text(
             yaml.safe_dump(
@@ -254,9 +293,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                     "rule_files": [str(RULES)],
                     "scrape_configs": [
                         {
-                            "job_name": "elasticd",
-                            "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
+                            "job_name": job,
+                            "static_configs": [{"targets": [f"127.0.0.1:{job_port}"]}],
                         }
+                        for job, job_port in (
+                            ("elasticd", port),
+                            ("elasticd-sharded", sharded_port),
+                        )
                     ],
                 }
             )
@@ -265,11 +308,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         kubeconfig = write_kubeconfig(tmp / "kubeconfig", kube.url)
         config = _daemon_config(tmp, prometheus.url, kubeconfig, port, free_port())
         started = time.monotonic()
-        daemon = DaemonProcess(config)
-        yield Live(prometheus, daemon, started)
+        daemons.append(DaemonProcess(config))
+        daemons.append(DaemonProcess(_sharded_config(tmp, kubeconfig, sharded_port)))
+        yield Live(prometheus, daemons, started)
     finally:
-        if daemon is not None:
-            daemon.kill()  # its shutdown is tested elsewhere; this saves seconds
+        for daemon in daemons:
+            daemon.kill()  # their shutdown is tested elsewhere; this saves seconds
         if prometheus is not None:
             prometheus.stop()
         kube.stop()
@@ -296,7 +340,7 @@ def test_the_template_variables_list_the_job_and_the_targets(live: Live) -> None
         return set(found)
 
     def missing() -> list[str]:
-        wanted = {"job": {"elasticd"}, "target": {"checkout", "idle"}}
+        wanted = {"job": {"elasticd", "elasticd-sharded"}, "target": {"checkout", "idle", "orders"}}
         return [
             f"{name}: {sorted(want - values(name))}"
             for name, want in wanted.items()
