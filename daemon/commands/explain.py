@@ -63,6 +63,7 @@ from daemon.settings import (
     TargetConfig,
     load_settings,
 )
+from daemon.sharding.explain import ownership_lines
 from daemon.sources.base import MetricQuery
 
 if TYPE_CHECKING:
@@ -142,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for line in explain(settings, target, at, current=args.current):
         print(line)
+    # Which member writes it, when sharded: a read of the coordination store, nothing more.
+    for line in ownership_lines(settings, target):
+        print(line)
     return 0
 
 
@@ -163,6 +167,7 @@ def explain(
         f"  own bounds: min {target.min_units}, max {target.max_units}; lead time "
         f"{format_duration(target.lead_time)}; above max: {_above_max(target)}",
         *spec_of(target.kind).details(target),
+        *_metric_lines(target),
         *_schedule_lines(target, schedule, now, zone),
     ]
     forecast = read_forecast(settings, target, now, target.name, target.lead_time, read)
@@ -180,6 +185,20 @@ def explain(
         lines.extend(_node_lines(settings, target, decision.current, decision.desired, now, read))
     lines.extend(scoreboard_lines(settings, target))
     return lines
+
+
+def _metric_lines(target: TargetConfig) -> list[str]:
+    """For a target with several metrics: which is its own and which companion decides the
+    others (the largest need wins; explain each with ``--target <companion>``)."""
+    if target.metric_of is not None:
+        return [f"  metric of target {target.metric_of}: it takes this decision as a floor"]
+    if len(target.metrics) < 2:
+        return []
+    others = ", ".join(f"{m.name} (target {target.name}.{m.name})" for m in target.metrics[1:])
+    return [
+        f"  metrics: {target.metrics[0].name} (this target's own), {others}; "
+        "the largest need decides, an invalid one blocks scale-down"
+    ]
 
 
 def scoreboard_lines(settings: Settings, target: TargetConfig) -> list[str]:
