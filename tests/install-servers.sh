@@ -33,3 +33,12 @@ if ! command -v etcd >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
 fi
 etcd --version 2>/dev/null | head -n 1 || true
+# mmdebstrap and buildah: tests/deploy/test_image.py builds the Dockerfile and runs the image
+# with no Docker engine (a Debian root as the base image, vfs storage, chroot isolation).
+if ! command -v mmdebstrap >/dev/null 2>&1 || ! command -v buildah >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mmdebstrap buildah >/dev/null
+fi
+buildah --version 2>/dev/null | head -n 1 || true
