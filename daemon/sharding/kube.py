@@ -150,6 +150,36 @@ class KubeLeaseCoordination:
             await self._collect(name, version)
         return MemberView(frozenset(live), frozenset(released))
 
+    async def wall_clock_view(self) -> MemberView:
+        """One read judged by each Lease's ``renewTime`` on this host's wall clock: for
+        ``elasticd explain``, which reads once and cannot watch versions change. Never used
+        to fence a write (a skewed clock would mislead it)."""
+        try:
+            listed = await self._api.list_namespaced_lease(
+                self.namespace, label_selector=f"{GROUP_LABEL}={self.group}"
+            )
+        except _ERRORS as error:
+            raise CoordinationError(f"listing leases: {_short(error)}") from error
+        now = self._wall_clock()
+        live: set[str] = set()
+        released: set[str] = set()
+        for lease in listed.items or []:
+            metadata = lease.metadata
+            if metadata is None or (metadata.labels or {}).get(GROUP_LABEL) != self.group:
+                continue
+            member = (metadata.annotations or {}).get(MEMBER_ANNOTATION)
+            spec = lease.spec
+            if not member or spec is None:
+                continue
+            if not spec.holder_identity:
+                released.add(member)
+                continue
+            renewed = spec.renew_time
+            duration = float(spec.lease_duration_seconds or self.lease_duration)
+            if isinstance(renewed, datetime) and (now - renewed).total_seconds() < duration:
+                live.add(member)
+        return MemberView(frozenset(live), frozenset(released))
+
     async def release(self) -> None:
         if self._lease is None:
             return

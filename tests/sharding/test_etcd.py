@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,36 @@ async def test_members_on_etcd_agree_and_hand_over_on_release(
     assert {m.epoch for m in members} == {("a", "b")}
     # Released cleanly after being live less than a lease: the others still wait (safe side).
     assert all(any(m.owns(t) for m in members) for t in gone)
+
+
+def test_explain_names_the_owner_from_the_store(etcd: EtcdServer, tmp_path: Path) -> None:
+    from daemon.settings import parse_settings
+    from daemon.sharding.explain import ownership_lines
+    from daemon.sharding.ring import HashRing
+    from tests.runtime.test_app import simulator_config
+
+    sharding = {
+        "enabled": True,
+        "backend": "etcd",
+        "group": "explained",
+        "identity": "x",
+        "etcd": {"endpoint": etcd.endpoint},
+    }
+    settings = parse_settings(simulator_config(tmp_path) | {"sharding": sharding}, "test.yaml")
+    target = settings.targets[0]
+
+    async def join(identity: str) -> None:
+        member = await EtcdCoordination.open(
+            settings.sharding.etcd, group="explained", identity=identity, lease_duration=30
+        )
+        await member.renew()
+        await member.close()
+
+    asyncio.run(join("m1"))
+    asyncio.run(join("m2"))
+    (line,) = ownership_lines(settings, target)
+    owner = HashRing(["m1", "m2"]).owner(target.name)
+    assert f"owned by {owner};" in line and "live members m1, m2" in line
+    # Sharding off: nothing is said, the output is as before.
+    single = parse_settings(simulator_config(tmp_path), "test.yaml")
+    assert ownership_lines(single, single.targets[0]) == []

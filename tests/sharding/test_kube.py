@@ -188,3 +188,16 @@ async def test_members_on_leases_agree_on_one_owner_per_target(
             await member.step()
     for target in targets:
         assert sum(m.may_write(target) for m in members) == 1
+
+
+async def test_explains_one_shot_read_goes_by_renew_time(
+    member_of: Callable[..., KubeLeaseCoordination],
+) -> None:
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    a, b, c = member_of("a"), member_of("b"), member_of("c", wall_clock=lambda: long_ago)
+    for member in (a, b, c):
+        await member.renew()
+    await b.release()
+    view = await a.wall_clock_view()
+    assert view.live == {"a"}  # c's renewTime is older than its duration
+    assert view.released == {"b"}
