@@ -14,8 +14,9 @@ Exit status (also in ``elasticd once --help``):
 - 0: every target decided and every write it needed succeeded (a target that was not written
   because another instance holds the Lease, or because it is in forecast-only mode, is fine);
 - 1: at least one target failed: it could not be built, its size could not be read, its write
-  failed, its demand could not be read (it then held its size), or its pass crashed; the other
-  targets still had their pass, and the printed lines say which one failed and why;
+  failed, its demand could not be read (it then held its size), or its pass crashed; or an
+  ``idle_release`` check or stop failed; the others still had their pass, and the printed
+  lines say which one failed and why;
 - 2: the command line (or ``$ELASTICD_LOG_LEVEL``) is wrong;
 - 78: the configuration file cannot be used (EX_CONFIG, as ``elasticd run``).
 """
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING
 from daemon.conventions import CONFIG_ENV, DEFAULT_CONFIG, resolve_config
 from daemon.errors import ConfigError, ElasticdError
 from daemon.runtime.allocator import fix_mmap_threshold
+from daemon.runtime.janitor import IdleOutcome, idle_pass
 from daemon.runtime.logging import configure_logging
 from daemon.runtime.reconciler import TickReport
 from daemon.runtime.supervisor import Supervisor
@@ -137,7 +139,7 @@ def run_once_command(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format)
     fix_mmap_threshold()
     try:
-        outcomes = asyncio.run(once(Path(name), settings))
+        outcomes, released = asyncio.run(once(Path(name), settings))
     except (ElasticdError, OSError) as error:
         # Only what every target needs can end the pass: the state directory, the Lease.
         log.error("pass failed: %s", error, extra={"event": "once_failed"})
@@ -147,6 +149,13 @@ def run_once_command(args: argparse.Namespace) -> int:
             print(json.dumps(asdict(outcome), sort_keys=True))
         else:
             print(outcome.line())
+    for idle in released:
+        if args.output == "json":
+            print(json.dumps({"idle_release": asdict(idle)}, sort_keys=True))
+        else:
+            print(f"idle release {idle.line()}")
+    if any(idle.action == "failed" for idle in released):
+        return EXIT_FAILED
     return exit_status(outcomes)
 
 
@@ -155,14 +164,17 @@ def exit_status(outcomes: list[TargetOutcome]) -> int:
     return EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_FAILED
 
 
-async def once(config_path: Path, settings: Settings) -> list[TargetOutcome]:
-    """One pass over every target of ``settings``, in the order configured."""
+async def once(
+    config_path: Path, settings: Settings
+) -> tuple[list[TargetOutcome], list[IdleOutcome]]:
+    """One pass over every target of ``settings``, in the order configured, then one check of
+    each ``idle_release`` rule (as the daemon's idle janitor makes it)."""
     # No file watch, no telemetry server: the process lives for one pass.
     supervisor = Supervisor(config_path, settings, watch_interval_s=0)
 
     async def one_pass(
         built: Mapping[str, TargetRuntime], failed: Mapping[str, ElasticdError]
-    ) -> list[TargetOutcome]:
+    ) -> tuple[list[TargetOutcome], list[IdleOutcome]]:
         await _await_leadership(supervisor, settings)
         passes = await asyncio.gather(
             *(_target_pass(settings, runtime) for runtime in built.values())
@@ -173,7 +185,8 @@ async def once(config_path: Path, settings: Settings) -> list[TargetOutcome]:
                 "target not built: %s", error, extra={"target": name, "event": "build_failed"}
             )
             done[name] = TargetOutcome(name, ok=False, error=f"not built: {error}")
-        return [done[target.name] for target in settings.targets]
+        released = await idle_pass(settings, supervisor.shared)
+        return [done[target.name] for target in settings.targets], released
 
     return await supervisor.run_pass(one_pass)
 

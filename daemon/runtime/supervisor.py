@@ -27,6 +27,7 @@ from daemon.leader import AlwaysLeader, LeaderElector, Leadership, resolve_lease
 from daemon.private_dir import ensure_private_dir
 from daemon.runtime.app import Shared, TargetFactory, fingerprint, open_kube_client
 from daemon.runtime.config_watch import DEFAULT_INTERVAL_S, ConfigWatcher
+from daemon.runtime.janitor import run_idle_janitor
 from daemon.runtime.logging import configure_logging
 from daemon.runtime.signals import LastResort, SignalFlags
 from daemon.runtime.target import TargetRuntime
@@ -116,6 +117,12 @@ class Supervisor:
                     asyncio.create_task(sdnotify.watchdog_pinger(interval), name="watchdog_pinger")
                 )
             agents.append(asyncio.create_task(self._reloader(), name="config_reloader"))
+            agents.append(
+                asyncio.create_task(
+                    run_idle_janitor(lambda: self.settings, self.shared, self.flags.stop),
+                    name="idle_janitor",
+                )
+            )
             if self.watcher is not None:
                 agents.append(asyncio.create_task(self.watcher.run(), name="config_watcher"))
             await self.flags.stop.wait()
