@@ -61,6 +61,7 @@ KUBE_CALLS: dict[str, Permission] = {
         "patch",
     ),
     "read_namespaced_lease": ("coordination.k8s.io", "leases", "get"),
+    "list_namespaced_lease": ("coordination.k8s.io", "leases", "list"),
     "create_namespaced_lease": ("coordination.k8s.io", "leases", "create"),
     "replace_namespaced_lease": ("coordination.k8s.io", "leases", "update"),
     "patch_namespaced_lease": ("coordination.k8s.io", "leases", "patch"),
