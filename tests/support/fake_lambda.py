@@ -18,11 +18,14 @@ loopback, the way AWS does:
   ``TooManyRequestsException`` with ``Retry-After``, 500 ``ServiceException``.
 
 It runs in a thread (``ThreadingHTTPServer``), so both async unit tests and a daemon
-subprocess can reach it while the test thread blocks. Every request is recorded.
+subprocess can reach it while the test thread blocks. Every request is recorded. With
+``upstream`` (a moto server) every other request is forwarded there, so one daemon whose
+``aws.endpoint_url`` points here reaches Lambda on the fake and ECS or EC2 on moto.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
@@ -116,8 +119,10 @@ class FakeLambda:
         ready_after: float | None = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        upstream: str | None = None,
     ) -> None:
         self._state = _State(ready_after=ready_after)
+        self._upstream = urllib.parse.urlsplit(upstream) if upstream else None
         self._lock = threading.Lock()
         self._monotonic = monotonic
         self._wall_clock = wall_clock
@@ -138,6 +143,9 @@ class FakeLambda:
                 fake._serve(self)
 
             def do_DELETE(self) -> None:
+                fake._serve(self)
+
+            def do_POST(self) -> None:
                 fake._serve(self)
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -239,6 +247,11 @@ class FakeLambda:
         query = urllib.parse.parse_qs(parsed.query)
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
+        path = parsed.path.rstrip("/")
+        ours = path == SETTINGS_PATH or path.startswith(CONFIG_PATH)
+        if not ours and self._upstream is not None:
+            self._forward(handler, raw)
+            return
         body: JsonObj | None = None
         function: str | None = None
         qualifiers = query.get("Qualifier")
@@ -248,7 +261,6 @@ class FakeLambda:
         answer: JsonObj | None
         try:
             body = json.loads(raw) if raw else None
-            path = parsed.path.rstrip("/")
             if path == SETTINGS_PATH and handler.command == "GET":
                 operation = "GetAccountSettings"
                 status, answer = self._route_settings()
@@ -297,6 +309,27 @@ class FakeLambda:
         handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()
         handler.wfile.write(payload)
+
+    def _forward(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+        """Relay the request to ``upstream`` and its answer back, unchanged."""
+        assert self._upstream is not None
+        connection = http.client.HTTPConnection(
+            self._upstream.hostname or "127.0.0.1", self._upstream.port, timeout=30
+        )
+        try:
+            headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
+            connection.request(handler.command, handler.path, body=raw, headers=headers)
+            answer = connection.getresponse()
+            payload = answer.read()
+            handler.send_response(answer.status)
+            for name, value in answer.getheaders():
+                if name.lower() not in {"content-length", "transfer-encoding", "connection"}:
+                    handler.send_header(name, value)
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+        finally:
+            connection.close()
 
     def _fault(self, operation: str) -> None:
         for fault in self._state.faults:
