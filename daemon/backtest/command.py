@@ -414,19 +414,21 @@ def _backtest_from_source(args: argparse.Namespace) -> int:
     from daemon.backtest.from_source import (
         DEFAULT_SINCE_S,
         DEFAULT_STEP_S,
+        read_metric_histories,
         read_prometheus_history,
-        read_target_history,
         window,
         write_history_csv,
     )
 
     since = DEFAULT_SINCE_S if args.since is None else args.since
     now = time.time()
-    target: tuple[Settings, TargetConfig] | None = None
+    loaded: tuple[Settings, TargetConfig] | None = None
     if args.config is not None:
-        target = config_target(args)
-        settings, chosen = target
-        history = read_target_history(
+        loaded = config_target(args)
+        settings, chosen = loaded
+        # One history per metric of a target with several (metrics:), on one grid, as a
+        # several-column trace file holds them.
+        histories = read_metric_histories(
             settings, chosen, since_s=since, step_s=args.step, now=now, progress=args.progress
         )
         name = f"{chosen.name} ({chosen.source})"
@@ -442,21 +444,28 @@ def _backtest_from_source(args: argparse.Namespace) -> int:
         history = read_prometheus_history(
             source, args.query, start=start, end=end, step=step, progress=args.progress
         )
+        histories = [("value", history)]
         name = "prometheus query"
-    for line in history.summary_lines():
-        print(line)
+    for _, history in histories:
+        for line in history.summary_lines():
+            print(line)
+    traces = [(metric, history.trace) for metric, history in histories]
     if args.trace_out is not None:
-        write_history_csv(history.trace, args.trace_out)
+        write_history_csv(traces, args.trace_out)
         print(f"wrote {args.trace_out}")
-    replay_args = _source_defaults(args, history, with_config=target is not None)
+    replay_args = _source_defaults(args, histories[0][1], with_config=loaded is not None)
+    config = plan_config(replay_args, loaded)
+    metric, trace, further = metric_replays(replay_args, traces, config, loaded)
     run_and_write(
-        history.trace,
+        trace,
         name,
-        plan_config(replay_args, target),
+        config,
         replay_args,
         args.decisions_out,
         args.report_out,
         args.plot_out,
+        metric=metric,
+        further=further,
     )
     return 0
 

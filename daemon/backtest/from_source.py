@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from daemon.backtest.prometheus_range import PrometheusRangeReader
 from daemon.backtest.trace import LabelStyle, Trace, TraceLabels, label_chunks
 from daemon.core.durations import format_duration
 from daemon.errors import ConfigError, InputError
-from daemon.sources.base import MetricQuery, Series
+from daemon.sources.base import FloatArray, MetricQuery, Series
 from daemon.sources.policy import NegativePolicy, Rule, clean_series
 from daemon.sources.prometheus import MAX_POINTS_PER_REQUEST, plan_chunks
 
@@ -78,29 +78,80 @@ def read_target_history(
 ) -> History:
     """The target's demand over the last ``since_s`` seconds before ``now``, from its source,
     at ``step_s`` (default: the step the daemon forecasts this target on)."""
+    ((_, history),) = read_metric_histories(
+        settings, target, since_s=since_s, step_s=step_s, now=now, progress=progress, only=True
+    )
+    return history
+
+
+def read_metric_histories(
+    settings: Settings,
+    target: TargetConfig,
+    *,
+    since_s: float,
+    step_s: float | None,
+    now: float,
+    progress: bool | None,
+    only: bool = False,
+) -> list[tuple[str, History]]:
+    """``(metric name, history)`` for each metric of a target with several (``metrics:``):
+    its own query, then each companion target's, on one grid, as a several-column trace file
+    holds them; ``[("value", history)]`` for a target with one query (or with ``only``)."""
     # Imported here: the runtime's composition root pulls in every adapter, which the plain
     # trace replays do not need.
-    from daemon.runtime.app import aws_region, history_step, query_spec, simulator_trace
-    from daemon.settings import (
-        CloudWatchSourceConfig,
-        PrometheusSourceConfig,
-        SimulatorSourceConfig,
-    )
+    from daemon.runtime.app import history_step, simulator_trace
+    from daemon.settings import SimulatorSourceConfig
 
     config = settings.sources[target.source]
-    where = f"source {target.source!r}"
     if isinstance(config, SimulatorSourceConfig):
         # The simulator replays a trace file or a generated trace: that is its history, and
         # "up to now" is up to the trace's end.
         trace = _last(simulator_trace(config), since_s)
-        return History(trace, f"read {_span(trace)} of {target.name!r} from simulator {where}")
+        where = f"simulator source {target.source!r}"
+        return [("value", History(trace, f"read {_span(trace)} of {target.name!r} from {where}"))]
     step = step_s if step_s is not None else history_step(settings, target, None)
     start, end = window(now, since_s, step)
+    metrics = [] if only else [metric.name for metric in target.metrics]
+    if len(metrics) < 2:
+        series, what = _read(settings, target, start, end, step, progress)
+        return [("value", _history(series, start, end, step, what))]
+    # Each further metric is a companion target (web.rps) with its own query and source.
+    members = [target] + [settings.target(f"{target.name}.{name}") for name in metrics[1:]]
+    read = [_read(settings, member, start, end, step, progress) for member in members]
+    cleaned = [clean_series(series, negative=NegativePolicy.CLAMP) for series, _ in read]
+    grids = [_on_grid(item.series, start, end, step) for item in cleaned]
+    # One span for all: from the first point any metric has to the last.
+    observed = np.flatnonzero(np.any([np.isfinite(values) for values in grids], axis=0))
+    if observed.size < 2:
+        raise InputError(f"no history: none of {target.name!r}'s metrics has two points")
+    first, last = int(observed[0]), int(observed[-1]) + 1
+    times = start + step * np.arange(first, last, dtype=np.float64)
+    histories = []
+    for name, values, item, (_, what) in zip(metrics, grids, cleaned, read, strict=True):
+        trace = Trace(times, values[first:last], step, TraceLabels(times, LabelStyle()))
+        histories.append((name, History(trace, _description(trace, what), item.counts)))
+    return histories
+
+
+def _read(
+    settings: Settings,
+    target: TargetConfig,
+    start: float,
+    end: float,
+    step: float,
+    progress: bool | None,
+) -> tuple[Series, str]:
+    """The raw points of the target's query from its Prometheus or CloudWatch source, and
+    what they are, for messages."""
+    from daemon.runtime.app import aws_region, query_spec
+    from daemon.settings import CloudWatchSourceConfig, PrometheusSourceConfig
+
+    config = settings.sources[target.source]
+    where = f"source {target.source!r}"
     if isinstance(config, PrometheusSourceConfig):
         assert isinstance(target.query, str)  # settings check: PromQL for a prometheus source
-        return read_prometheus_history(
-            config, target.query, start=start, end=end, step=step, progress=progress, what=where
-        )
+        series = _read_prometheus(config, target.query, start, end, step, progress)
+        return series, f"{target.query!r} from {where}"
     if isinstance(config, CloudWatchSourceConfig):
         from daemon.sources.cloudwatch import CloudWatchSource
 
@@ -112,7 +163,7 @@ def read_target_history(
         )
         query: MetricQuery[Any] = MetricQuery(target.name, query_spec(target))
         series = asyncio.run(_read_cloudwatch(source, query, start, end, step, progress))
-        return _history(series, start, end, step, f"{target.name!r} from CloudWatch {where}")
+        return series, f"{target.name!r} from CloudWatch {where}"
     raise ConfigError(f"sources.{target.source}", f"unsupported source {config!r}")
 
 
@@ -129,15 +180,26 @@ def read_prometheus_history(
     """One PromQL query's points from ``start`` to ``end`` every ``step`` s, in chunks."""
     from daemon.redact import redact_url
 
+    series = _read_prometheus(config, query, start, end, step, progress)
+    source = what or f"Prometheus {redact_url(config.url)}"
+    return _history(series, start, end, step, f"{query!r} from {source}")
+
+
+def _read_prometheus(
+    config: PrometheusSourceConfig,
+    query: str,
+    start: float,
+    end: float,
+    step: float,
+    progress: bool | None,
+) -> Series:
     reader = PrometheusRangeReader(config)
     try:
         chunks = reader.chunks(start, end, step)
         with _bar(len(chunks), "read prometheus", progress) as bar:
-            series = reader.read(query, start, end, step, progress=lambda _: bar.update(1))
+            return reader.read(query, start, end, step, progress=lambda _: bar.update(1))
     finally:
         reader.close()
-    source = what or f"Prometheus {redact_url(config.url)}"
-    return _history(series, start, end, step, f"{query!r} from {source}")
 
 
 def window(now: float, since_s: float, step: float) -> tuple[float, float]:
@@ -192,28 +254,38 @@ def _history(series: Series, start: float, end: float, step: float, what: str) -
             f"no history: {what} has {len(series)} points between {_stamp(start)} and "
             f"{_stamp(end)} (at least two are needed); check the query, or a longer --since"
         )
+    return History(trace, _description(trace, what), cleaned.counts)
+
+
+def _description(trace: Trace, what: str) -> str:
     observed = int(np.count_nonzero(trace.observed))
-    description = (
+    return (
         f"read {observed:,} points of {what}: {_span(trace)} at a "
-        f"{format_duration(step)} step, {_stamp(trace.start)} to {_stamp(float(trace.times[-1]))}"
+        f"{format_duration(trace.step_s)} step, {_stamp(trace.start)} to "
+        f"{_stamp(float(trace.times[-1]))}"
     )
-    return History(trace, description, cleaned.counts)
 
 
 def trace_on_grid(series: Series, start: float, end: float, step: float) -> Trace | None:
     """``series`` on the grid ``start + k * step`` (NaN where no point), trimmed to its first
     and last observation; None when fewer than two points are observed."""
-    size = round((end - start) / step) + 1
-    values = np.full(size, np.nan)
-    index = np.rint((series.timestamps - start) / step).astype(np.int64)
-    inside = (index >= 0) & (index < size)
-    values[index[inside]] = series.values[inside]
+    values = _on_grid(series, start, end, step)
     observed = np.flatnonzero(np.isfinite(values))
     if observed.size < 2:
         return None
     first, last = int(observed[0]), int(observed[-1])
     times = start + step * np.arange(first, last + 1, dtype=np.float64)
     return Trace(times, values[first : last + 1], step, TraceLabels(times, LabelStyle()))
+
+
+def _on_grid(series: Series, start: float, end: float, step: float) -> FloatArray:
+    """The values at ``start + k * step`` up to ``end``; NaN where the series has no point."""
+    size = round((end - start) / step) + 1
+    values = np.full(size, np.nan)
+    index = np.rint((series.timestamps - start) / step).astype(np.int64)
+    inside = (index >= 0) & (index < size)
+    values[index[inside]] = series.values[inside]
+    return values
 
 
 def _last(trace: Trace, since_s: float) -> Trace:
@@ -225,22 +297,27 @@ def _last(trace: Trace, since_s: float) -> Trace:
     return Trace(times, trace.values[first:], trace.step_s, TraceLabels(times, LabelStyle()))
 
 
-def write_history_csv(trace: Trace, path: Path) -> None:
-    """The trace as a ``timestamp,value`` CSV that ``elasticd backtest TRACE`` reads back to
-    the same values (full float precision, unlike the demo's compact trace files)."""
+def write_history_csv(traces: Sequence[tuple[str, Trace]], path: Path) -> None:
+    """The history as a trace CSV that ``elasticd backtest TRACE`` reads back to the same
+    values (full float precision, unlike the demo's compact trace files): ``timestamp,value``
+    for one metric, ``timestamp,cpu,rps`` (empty where a metric has no point) for several."""
+    names = [name for name, _ in traces]
+    several = len(traces) > 1
+    columns = [trace.values for _, trace in traces]
     with path.open("w", encoding="utf-8") as handle:
-        handle.write("timestamp,value\n")
+        handle.write("timestamp," + (",".join(names) if several else "value") + "\n")
         offset = 0
-        for labels in label_chunks(trace.labels):
-            values = trace.values[offset : offset + len(labels)].tolist()
+        for labels in label_chunks(traces[0][1].labels):
+            rows = range(offset, offset + len(labels))
             offset += len(labels)
-            handle.write(
-                "".join(
-                    f"{label},{value!r}\n"
-                    for label, value in zip(labels, values, strict=True)
-                    if math.isfinite(value)
-                )
-            )
+            lines = []
+            for label, row in zip(labels, rows, strict=True):
+                values = [float(column[row]) for column in columns]
+                if not any(math.isfinite(value) for value in values):
+                    continue
+                cells = ",".join(repr(value) if math.isfinite(value) else "" for value in values)
+                lines.append(f"{label},{cells}\n")
+            handle.write("".join(lines))
 
 
 def _bar(total: int, what: str, progress: bool | None) -> Any:

@@ -293,6 +293,59 @@ def test_a_target_replays_its_own_prometheus_history_as_its_trace_file_would(
     assert (tmp_path / "from-file.csv").read_text() == (tmp_path / "d.csv").read_text()
 
 
+def test_a_target_with_several_metrics_replays_each_from_its_source(
+    prometheus: PromData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "elasticd.yaml"
+    write_config(config, {"type": "prometheus", "url": prometheus.url}, "unused")
+    settings = yaml.safe_load(config.read_text())
+    target = settings["targets"][0]
+    del target["query"], target["unit_capacity"]
+    # rps needs twice what cpu needs at times (long * 2 over 40 against long over 30).
+    target["metrics"] = [
+        {"name": "cpu", "query": "long", "unit_capacity": 30},
+        {"name": "rps", "query": "long * 2", "unit_capacity": 40},
+    ]
+    config.write_text(yaml.safe_dump(settings))
+    points = prometheus.series["long"]
+    since = round(time.time() - (points[-1][0] - DAY))
+    code, out, err = run(
+        capsys,
+        "--config",
+        str(config),
+        "--since",
+        f"{since}s",
+        "--decisions-out",
+        str(tmp_path / "d.csv"),
+        "--report-out",
+        str(tmp_path / "r.json"),
+        "--trace-out",
+        str(tmp_path / "t.csv"),
+    )
+    assert code == 0, err
+    assert "read 1,446 points of 'long' from source 'metrics'" in out
+    assert "read 1,446 points of 'long * 2' from source 'metrics'" in out
+    rows = read_csv(tmp_path / "t.csv")
+    assert list(rows[0]) == ["timestamp", "cpu", "rps"]
+    assert all(float(row["rps"]) == 2 * float(row["cpu"]) for row in rows)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report["plan"]["metrics"]["decided_share"]) <= {"cpu", "rps"}
+    assert report["plan"]["metrics"]["decided_share"].get("rps", 0) > 0.5
+    # Its several-column trace file, with the same config: the same decisions.
+    code, _, err = run(
+        capsys,
+        str(tmp_path / "t.csv"),
+        "--config",
+        str(config),
+        "--warmup",
+        f"{report['parameters']['warmup_s']}s",
+        "--decisions-out",
+        str(tmp_path / "from-file.csv"),
+    )
+    assert code == 0, err
+    assert (tmp_path / "from-file.csv").read_text() == (tmp_path / "d.csv").read_text()
+
+
 def test_a_prometheus_query_without_a_config(
     prometheus: PromData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
