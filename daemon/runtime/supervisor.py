@@ -33,7 +33,7 @@ from daemon.runtime.signals import LastResort, SignalFlags
 from daemon.runtime.target import TargetRuntime
 from daemon.settings import Settings, load_settings
 from daemon.sharding.member import ShardMember
-from daemon.sharding.wiring import open_member, shard_keys
+from daemon.sharding.wiring import JANITOR_KEY, open_member, shard_keys
 from daemon.telemetry import HealthState, Telemetry, TelemetryServer
 
 __all__ = ["OnePass", "Supervisor"]
@@ -144,6 +144,11 @@ class Supervisor:
             for index, target in enumerate(self.settings.targets):
                 try:
                     self.targets[target.name] = await self.factory.build(self.settings, index)
+                    if self.shard is not None:
+                        # A pass writes only what this member owns and may write (after a
+                        # first epoch's wait, nothing): never another member's targets.
+                        gate = self.shard.gate(target.name)
+                        self.targets[target.name].reconciler.leadership = gate
                 except ElasticdError as error:
                     failed[target.name] = error
             self.health.set_targets(target.name for target in self.settings.targets)
@@ -196,7 +201,10 @@ class Supervisor:
                 retry_period=config.retry_period,
                 on_change=self.telemetry.set_leader,
             )
-        self.shared = replace(self.shared, leadership=self.leadership)
+        # Sharded, what belongs to no target (the idle janitor) is written by one member: the
+        # ring owner of its own key, with the same handoff rules as a target.
+        shared_gate = self.shard.gate(JANITOR_KEY) if self.shard is not None else self.leadership
+        self.shared = replace(self.shared, leadership=shared_gate)
         self.factory = self._make_factory(self.shared)
         self._elector_task = asyncio.create_task(self.leadership.run(), name="leader_elector")
         self._elector_task.add_done_callback(_report_elector_end)

@@ -24,10 +24,20 @@ from daemon.sharding.member import Handoff, ShardMember
 from daemon.sharding.ring import stable_hash
 from daemon.telemetry import Telemetry
 
-__all__ = ["ShardMetrics", "open_coordination", "open_member", "shard_key", "shard_keys"]
+__all__ = [
+    "JANITOR_KEY",
+    "ShardMetrics",
+    "open_coordination",
+    "open_member",
+    "shard_key",
+    "shard_keys",
+]
 
 log = logging.getLogger("elasticd.sharding")
 
+# The idle janitor's ring key: it releases idle instances for every rule, so one member must
+# run it. A colon cannot start a target's name, so no target shares the key.
+JANITOR_KEY = ":idle-janitor"
 # Where a pod's own namespace is mounted with its service-account token.
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -41,12 +51,19 @@ def shard_key(target: TargetConfig) -> str:
 
 
 def shard_keys(settings: Settings) -> dict[str, str]:
+    """Every target's ring key, and the idle janitor's (``JANITOR_KEY``)."""
     keys = {target.name: shard_key(target) for target in settings.targets}
     # A further metric's companion posts on an in-process board its target reads: same owner.
     for target in settings.targets:
         if target.metric_of is not None and target.metric_of in keys:
             keys[target.name] = keys[target.metric_of]
+    keys[JANITOR_KEY] = JANITOR_KEY
     return keys
+
+
+def is_target(name: str) -> bool:
+    """False for the daemon's own duties (``JANITOR_KEY``), which are not targets."""
+    return not name.startswith(":")
 
 
 def resolve_namespace(configured: str | None) -> str:
@@ -100,7 +117,10 @@ async def open_member(
     coordination = await open_coordination(settings)
 
     def record(handoff: Handoff) -> None:
-        _audit_handoff(audit, config.identity, handoff)
+        if is_target(handoff.target):
+            _audit_handoff(audit, config.identity, handoff)
+        else:
+            log.info("%s now owned by %s", handoff.target, handoff.owner or "(none)")
 
     member = ShardMember(
         coordination,
@@ -164,7 +184,7 @@ class ShardMetrics:
 
     def collect(self) -> Iterable[Metric]:
         member = self.member
-        owned = member.owned
+        owned = [target for target in member.owned if is_target(target)]
         writable = sum(1 for target in owned if member.may_write(target))
         since = self._clock() - member.renewed_at
         families: list[Metric] = [
