@@ -1,10 +1,11 @@
 """A backtest's demand read straight from a metrics source, as a ``Trace``.
 
 ``elasticd backtest --config FILE --target NAME`` reads the target's own query from its own
-source (Prometheus, CloudWatch, or a simulator's trace) at the step the daemon forecasts on;
-``elasticd backtest --prometheus URL --query Q`` reads any PromQL without a config. Either way
-the result is an ordinary ``Trace`` handed to the one replay (``run_backtest``): there is no
-second decision path, only a second way to get the demand.
+source (Prometheus, CloudWatch, or a simulator's trace) at the step the daemon forecasts on,
+and for a target with several metrics each metric's query, on one grid; ``elasticd backtest
+--prometheus URL --query Q`` reads any PromQL without a config. Either way the result is
+ordinary traces handed to the one replay (``run_backtest``): there is no second decision
+path, only a second way to get the demand.
 
 The points are cleaned as the daemon cleans the history it trains on (NaN and infinities
 become missing, negative values 0: ``clean_series`` with ``NegativePolicy.CLAMP``), placed on
@@ -67,23 +68,6 @@ class History:
         return lines
 
 
-def read_target_history(
-    settings: Settings,
-    target: TargetConfig,
-    *,
-    since_s: float,
-    step_s: float | None,
-    now: float,
-    progress: bool | None,
-) -> History:
-    """The target's demand over the last ``since_s`` seconds before ``now``, from its source,
-    at ``step_s`` (default: the step the daemon forecasts this target on)."""
-    ((_, history),) = read_metric_histories(
-        settings, target, since_s=since_s, step_s=step_s, now=now, progress=progress, only=True
-    )
-    return history
-
-
 def read_metric_histories(
     settings: Settings,
     target: TargetConfig,
@@ -92,11 +76,12 @@ def read_metric_histories(
     step_s: float | None,
     now: float,
     progress: bool | None,
-    only: bool = False,
 ) -> list[tuple[str, History]]:
-    """``(metric name, history)`` for each metric of a target with several (``metrics:``):
-    its own query, then each companion target's, on one grid, as a several-column trace file
-    holds them; ``[("value", history)]`` for a target with one query (or with ``only``)."""
+    """The target's demand over the last ``since_s`` seconds before ``now`` from its source,
+    at ``step_s`` (default: the step the daemon forecasts this target on), as
+    ``[("value", history)]``; for a target with several metrics (``metrics:``) one
+    ``(metric name, history)`` each, its own query then each companion target's, on one grid
+    as a several-column trace file holds them."""
     # Imported here: the runtime's composition root pulls in every adapter, which the plain
     # trace replays do not need.
     from daemon.runtime.app import history_step, simulator_trace
@@ -111,7 +96,7 @@ def read_metric_histories(
         return [("value", History(trace, f"read {_span(trace)} of {target.name!r} from {where}"))]
     step = step_s if step_s is not None else history_step(settings, target, None)
     start, end = window(now, since_s, step)
-    metrics = [] if only else [metric.name for metric in target.metrics]
+    metrics = [metric.name for metric in target.metrics]
     if len(metrics) < 2:
         series, what = _read(settings, target, start, end, step, progress)
         return [("value", _history(series, start, end, step, what))]
