@@ -6,10 +6,19 @@ overprovisioning/), so Karpenter or the cluster autoscaler brings the nodes up a
 preempt the placeholders when they come (:mod:`daemon.core.overprovisioning` has the
 arithmetic, passed in by the kind: actuators stay independent of the core).
 
-Read: the nodes the real workloads' pods and the placeholders hold together. Write: the
-placeholders that hold the desired nodes beside the real pods as they are now. The real
-workloads are read, never written; the placeholder Deployment is written through its scale
+Write: the placeholders that hold the desired nodes beside the real pods as they are now. The
+real workloads are read, never written; the placeholder Deployment is written through its scale
 subresource by the Deployment actuator itself (fenced, once, on the resourceVersion read).
+
+Read: the nodes asked for, as a node group's desired size is. Real pods come and go under the
+placeholders all the time (that is the point: they preempt them), so the nodes are tied to the
+placeholder count, not recomputed from every change of the real pods: while the placeholders
+are the count last read or written, the nodes are the ones they were read or written as (or
+the real pods' own, when those alone need more). Otherwise every scale-up of the real pods
+would look like another writer changing the size (an "external override") and make the next
+write a conflict, during the very rise the headroom is for. A placeholder count this instance
+did not set (first read, or another writer) is read as the nodes the real pods and the
+placeholders need together.
 """
 
 from __future__ import annotations
@@ -51,39 +60,52 @@ class PlaceholderPodsActuator:
         self._to_placeholders = to_placeholders
         self._to_nodes = to_nodes
         self._guard = guard
+        # (placeholders, the nodes they stand for), as last read or written.
+        self._held: tuple[int, int] | None = None
 
     def describe(self) -> str:
         return f"placeholder pods {self._placeholders.describe()}"
 
     async def read(self) -> Capacity:
         real, held = await self._sizes()
-        return Capacity(
-            desired=self._to_nodes(real, held), ready=None, min_size=None, max_size=None
-        )
+        return Capacity(desired=self._nodes(real, held), ready=None, min_size=None, max_size=None)
 
     async def scale(
         self, desired: int, *, expected: int | None = None, deadline: float | None = None
     ) -> ScaleResult:
         """Set the placeholders that hold ``desired`` nodes beside the real pods read now.
 
-        ``expected`` is in nodes: if the real pods or the placeholders changed so that the
-        nodes held differ from the decision's, nothing is written (``ConflictError``).
+        ``expected`` is in nodes: if the placeholders changed (another writer) so that the
+        nodes read differ from the decision's, nothing is written (``ConflictError``); the
+        placeholder write itself is conditional on the count just read.
         """
         if desired < 0:
             raise PermanentActuatorError(f"{self.describe()}: {desired} nodes asked for")
         # A write that cannot be sent spends no reads.
         self._guard.check_deferred()
         real, held = await self._sizes()
-        previous = self._to_nodes(real, held)
+        previous = self._nodes(real, held)
         check_expected(self.describe(), expected, previous)
         count = self._to_placeholders(desired, real)
         result = await self._placeholders.scale(count, expected=held, deadline=deadline)
-        return ScaleResult(result.written, previous, desired, self._to_nodes(real, result.applied))
+        applied = self._to_nodes(real, result.applied)
+        self._held = (result.applied, applied)
+        return ScaleResult(result.written, previous, desired, applied)
 
     async def close(self) -> None:
         await self._placeholders.close()
         for workload in self._workloads:
             await workload.close()
+
+    def _nodes(self, real: int, held: int) -> int:
+        """The nodes ``held`` placeholders stand for beside ``real`` pods (see the module)."""
+        own = self._to_nodes(real, 0)
+        if self._held is not None and self._held[0] == held:
+            nodes = max(self._held[1], own)
+        else:
+            nodes = self._to_nodes(real, held)
+        self._held = (held, nodes)
+        return nodes
 
     async def _sizes(self) -> tuple[int, int]:
         """(real pods desired, placeholders desired), read together.

@@ -86,13 +86,43 @@ async def test_real_pods_that_need_more_nodes_than_asked_keep_them(
     assert fake_kube.writes == []
 
 
-async def test_a_change_of_the_real_pods_since_the_decision_is_a_conflict(
+async def test_real_pods_growing_into_the_headroom_change_neither_the_size_nor_the_plan(
     nodes: Actuator, fake_kube: FakeKube
 ) -> None:
-    fake_kube.update("Deployment", "shop", "web", {"spec": {"replicas": 20}})
-    with pytest.raises(ConflictError, match="expected 2, found 4"):
-        await nodes.scale(5, expected=2)
-    assert fake_kube.writes == []
+    """Real pods preempting placeholders is the pattern working, not another writer: the
+    nodes read stay the ones asked for, so no external override is seen and the next write's
+    precondition holds."""
+    assert (await nodes.scale(4, expected=2)).applied == 4  # 14 placeholders
+    fake_kube.update("Deployment", "shop", "web", {"spec": {"replicas": 13}})  # 15 real pods
+
+    assert (await nodes.read()).desired == 4
+    result = await nodes.scale(6, expected=4)
+
+    # The real pods need 3 nodes now: 3 nodes of headroom above them.
+    assert (result.written, result.previous, result.applied) == (True, 4, 6)
+    assert fake_kube.get("Deployment", "shop", "elasticd-placeholder")["spec"]["replicas"] == 21
+
+
+async def test_real_pods_that_outgrow_the_nodes_asked_for_are_read_as_theirs(
+    nodes: Actuator, fake_kube: FakeKube
+) -> None:
+    assert (await nodes.read()).desired == 2
+    fake_kube.update("Deployment", "shop", "web", {"spec": {"replicas": 20}})  # 22 real pods
+    assert (await nodes.read()).desired == 4
+
+
+async def test_placeholders_another_writer_changed_are_a_conflict(
+    nodes: Actuator, fake_kube: FakeKube
+) -> None:
+    assert (await nodes.scale(4, expected=2)).written
+    fake_kube.update("Deployment", "shop", "elasticd-placeholder", {"spec": {"replicas": 0}})
+    writes = len(fake_kube.writes)
+
+    with pytest.raises(ConflictError, match="expected 4, found 2"):
+        await nodes.scale(5, expected=4)
+    assert len(fake_kube.writes) == writes
+    # Read afresh from then on: the nodes the real pods and the placeholders need.
+    assert (await nodes.read()).desired == 2
 
 
 async def test_a_missing_placeholder_deployment_is_permanent(
