@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,9 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "elasticd-dashboard.json"
 # All of the data: the All value of both variables, and a rate window that holds several
 # one-second scrapes.
 SUBSTITUTIONS = {"$job": ".*", "$target": ".*", "$__rate_interval": "15s"}
-# Start-up (about 5 s), the first fits, a forecast whose horizon has passed (the simulator's
-# 10 minute lead time is 5 s at 120x) and two scrapes after each: about 15 s; the rest is
-# slack for a busy machine.
+# Start-up (about 5 s), the first fits, a forecast whose horizon has passed and a scale-up
+# whose units are ready (the 2 minute lead time is 1 s at 120x), two scrapes after each: about
+# 12 s on an idle machine; the rest is slack for a busy one.
 DATA_TIMEOUT_S = 45.0
 
 Obj = dict[str, Any]
@@ -163,6 +164,17 @@ class Live:
         assert not missing, f"{what} after {DATA_TIMEOUT_S:.0f}s:\n" + "\n".join(missing)
 
 
+def _rising_demand_start() -> str:
+    """When the generated trace starts so that the replay, a week into it, begins at 08:00 UTC
+    (demand rises to its late-morning peak) on the next such morning: ahead of the wall
+    clock, as a replay started now would be, so no "no tick for minutes" alert is pending."""
+    now = datetime.now(UTC)
+    morning = now.replace(hour=8, minute=0, second=0, microsecond=0)
+    if morning <= now:
+        morning += timedelta(days=1)
+    return (morning - timedelta(days=7)).isoformat()
+
+
 def _daemon_config(
     tmp: Path, prometheus_url: str, kubeconfig: Path, port: int, down_port: int
 ) -> Path:
@@ -183,11 +195,13 @@ def _daemon_config(
         "training": {"cadence": "10m", "history_window": "7d"},
         "kubernetes": {"kubeconfig": str(kubeconfig), "in_cluster": False},
         "sources": {
-            # config/local.yaml's simulator: two minutes of trace per second.
+            # config/local.yaml's simulator: two minutes of trace per second, from a morning
+            # rise, so scale-ups (and their time to ready) happen within the test.
             "sim": {
                 "type": "simulator",
                 "generate": {"days": 14, "step": "5m", "seed": 42},
                 "speedup": 120,
+                "start": _rising_demand_start(),
             },
             "prom": {"type": "prometheus", "url": prometheus_url, "timeout": "2s"},
             # Nothing listens there: every read fails (transient).
@@ -199,7 +213,9 @@ def _daemon_config(
                 "kind": "simulator",
                 "source": "sim",
                 "unit_capacity": 50,
-                "lead_time": "10m",
+                # 1 s of wall time: a forecast's horizon passes (its error is known) and a
+                # scale-up's units become ready (its time to ready is known) within seconds.
+                "lead_time": "2m",
                 "max_demand_age": "15m",
                 "min_units": 2,
                 "max_units": 40,
