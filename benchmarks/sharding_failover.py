@@ -284,11 +284,11 @@ def failover_times(writes: list[Write], moment: float, gone: str) -> list[float]
     return [first.get(target, float("inf")) for target in sorted(owned)]
 
 
-def lease_requests_per_second(fake: FakeKubeProcess, since: float) -> float:
-    requests = [r for r in fake.requests() if "/leases" in r["path"] and r["arrived"] >= since]
-    if not requests:
-        return 0.0
-    span = max(r["arrived"] for r in requests) - since
+def lease_requests_per_second(fake: FakeKubeProcess, since: float, end_at: float) -> float:
+    requests = [
+        r for r in fake.requests() if "/leases" in r["path"] and since <= r["arrived"] <= end_at
+    ]
+    span = end_at - since
     return len(requests) / span if span > 0 else 0.0
 
 
@@ -355,20 +355,25 @@ def orchestrate(args: argparse.Namespace) -> int:
                 cluster.spawn()  # the replacement pod
                 time.sleep(3 * LEASE_S / k)
         else:
-            period = parse_duration(args.kill_every) / k
             end = time.time() + args.minutes * 60 / k
-            while time.time() + period <= end:
-                time.sleep(period)
+            period = parse_duration(args.kill_every) / k
+            kill_at = settled + period
+            while kill_at <= end:
+                time.sleep(max(0.0, kill_at - time.time()))
                 victim = random.choice(cluster.alive())
                 cluster.processes[victim].kill()
                 events.append(("kill -9", time.time(), victim))
                 print(f"  {time.time() - settled:6.1f}s: killed {victim}", flush=True)
                 time.sleep(LEASE_S / k)
-                cluster.spawn()
-            time.sleep(max(0.0, end - time.time()))
-        cost = lease_requests_per_second(fake, settled)
-        writes = fetch_writes(fake)
+                cluster.spawn()  # the replacement pod, under a new name
+                kill_at += period
+            # The last kill (at the end of the run) is watched for a few lease durations too.
+            time.sleep(max(0.0, end - time.time()) + 4 * LEASE_S / k)
+        # Members stop before the logs are read: serving a large log stalls the fake server,
+        # and with it their renewals.
         cluster.stop_all()
+        cost = lease_requests_per_second(fake, settled, end_at=time.time())
+        writes = fetch_writes(fake)
     finally:
         cluster.stop_all()
         fake.stop()

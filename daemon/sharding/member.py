@@ -228,7 +228,10 @@ class ShardMember:
                 return
             started = self._clock()
             left = self._time_left()
-            limit = left if self._fresh and left > 0 else self.retry_period
+            # A fresh member's attempt must end by its deadline; one that is not fresh has no
+            # deadline to keep, and cutting it at the retry period would keep it from ever
+            # becoming fresh again while the store answers slowly (an overloaded API server).
+            limit = left if self._fresh and left > 0 else self.renew_deadline
             try:
                 view = await asyncio.wait_for(self._renew_and_read(), timeout=limit)
             except (CoordinationError, TimeoutError, OSError) as error:

@@ -6,6 +6,7 @@ an injected clock, so time can be stepped instead of slept, and faults are injec
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class MemoryStore:
     records: dict[str, _Record] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)
     renewals: int = 0
+    # Seconds (real time) each request takes: a slow store.
+    delay: float = 0.0
 
     def view(self) -> MemberView:
         now = self.clock()
@@ -55,21 +58,23 @@ class MemoryCoordination:
     def describe(self) -> str:
         return f"memory store as {self.identity}"
 
-    def _check(self) -> None:
+    async def _check(self) -> None:
+        if self.store.delay:
+            await asyncio.sleep(self.store.delay)
         if self.identity in self.store.failing:
             raise CoordinationError(f"{self.identity}: injected failure")
 
     async def renew(self) -> None:
-        self._check()
+        await self._check()
         self.store.renewals += 1
         self.store.records[self.identity] = _Record(self.store.clock(), self.lease_duration)
 
     async def view(self) -> MemberView:
-        self._check()
+        await self._check()
         return self.store.view()
 
     async def release(self) -> None:
-        self._check()
+        await self._check()
         record = self.store.records.get(self.identity)
         if record is not None:
             record.released = True

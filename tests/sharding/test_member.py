@@ -8,7 +8,8 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.sharding.member import Handoff
+from daemon.sharding.member import Handoff, ShardMember
+from daemon.sharding.memory import MemoryCoordination, MemoryStore
 from tests.sharding.sim import LEASE, RENEW, RETRY, Sim
 
 TARGETS = [f"target-{i}" for i in range(60)]
@@ -190,3 +191,18 @@ async def test_no_two_writers_under_any_schedule(events: list[tuple[str, int, fl
     if sim.alive():
         # Settled: every target has exactly one writer.
         assert all(len(sim.writable_by(t)) == 1 for t in sim.targets)
+
+
+async def test_a_slow_store_does_not_keep_a_member_from_becoming_fresh() -> None:
+    # The store answers in 50 ms, five times the retry period: a member that is not fresh
+    # must still wait for the answer (up to its renew deadline), or it never writes again.
+    store = MemoryStore(delay=0.05)
+    member = ShardMember(
+        MemoryCoordination(store, "slow", lease_duration=1.0),
+        lease_duration=1.0,
+        renew_deadline=0.5,
+        retry_period=0.01,
+    )
+    await member.step()
+    assert member.is_leader
+    assert member.epoch == ("slow",)
