@@ -10,7 +10,7 @@ or refuses at start, naming the ScaledObject and the mode that works.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from daemon.kinds.base import BuildContext, Built, Permission
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from daemon.actuators.events import KubernetesEventRecorder
     from daemon.kinds.kubernetes_workload import KubernetesWorkloadTarget
 
-__all__ = ["KEDA_PERMISSIONS", "keda_build", "keda_details"]
+__all__ = ["KEDA_PERMISSIONS", "OwnedTarget", "keda_build", "keda_details"]
 
 log = logging.getLogger("elasticd.kinds")
 
@@ -32,8 +32,21 @@ KEDA_PERMISSIONS = (
 )
 
 
+class OwnedTarget(Protocol):
+    """What the decision reads of a target: its name, namespace and mode."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def act_via(self) -> str: ...
+
+
 async def keda_build(
-    target: KubernetesWorkloadTarget,
+    target: OwnedTarget,
     context: BuildContext,
     api: client.ApiClient,
     hpa: str | None,
@@ -43,7 +56,7 @@ async def keda_build(
     """The keda-floor actuator; ``ConfigError`` where KEDA makes the target's mode futile;
     None when KEDA is not involved (the caller goes on as before).
 
-    ``hpa``: the HPA that targets the workload, if any; ``workload``: ``Deployment ns/name``.
+    ``hpa``: the HPA that targets the object, if any; ``workload``: ``Deployment ns/name``.
     """
     from daemon.actuators.events import ScaleEvents
     from daemon.actuators.keda import KedaFloorActuator, keda_scaled_object, scaled_object_ref

@@ -13,8 +13,10 @@ from kubernetes_asyncio import client
 
 from daemon.actuators.base import Actuator, Capacity
 from daemon.actuators.custom_objects import CustomObjectRef, ScalableActuator
+from daemon.actuators.floors import HpaFloorActuator
+from daemon.actuators.keda import KedaFloorActuator
 from daemon.actuators.retry import RetryPolicy
-from daemon.errors import ConflictError, PermanentActuatorError, ThrottledError
+from daemon.errors import ConfigError, ConflictError, PermanentActuatorError, ThrottledError
 from daemon.kinds.base import AwsAccess
 from daemon.kinds.registry import spec_of
 from daemon.settings import Settings
@@ -121,6 +123,16 @@ async def test_throttling_holds_the_writes(web: ScalableActuator, fake_kube: Fak
     assert [w.status for w in fake_kube.writes] == [429]
 
 
+ROLLOUT_TARGET = {
+    "kind": "scalable",
+    "api_version": "argoproj.io/v1alpha1",
+    "resource": "rollouts",
+    "object_kind": "Rollout",
+    "namespace": "shop",
+    "object_name": "web",
+}
+
+
 @dataclass
 class Context:
     """What the composition root lends a kind's build, over one client."""
@@ -157,16 +169,7 @@ async def test_the_kind_builds_the_actuator_and_events_on_the_object(
     fake_kube: FakeKube, kube_client: client.ApiClient
 ) -> None:
     fake_kube.seed(rollout("web", 2, namespace="shop"))
-    target = settings_with(
-        {
-            "kind": "scalable",
-            "api_version": "argoproj.io/v1alpha1",
-            "resource": "rollouts",
-            "object_kind": "Rollout",
-            "namespace": "shop",
-            "object_name": "web",
-        }
-    ).targets[0]
+    target = settings_with(ROLLOUT_TARGET).targets[0]
     spec = spec_of("scalable")
 
     actuator, events = await spec.build(target, Context(kube_client))
@@ -183,12 +186,86 @@ async def test_the_kind_builds_the_actuator_and_events_on_the_object(
     [("api_version", "v1"), ("api_version", "argoproj.io"), ("resource", "Rollouts")],
 )
 def test_an_object_outside_apis_or_a_kind_for_a_resource_is_refused(field: str, value: str) -> None:
-    target = {
-        "kind": "scalable",
-        "api_version": "argoproj.io/v1alpha1",
-        "resource": "rollouts",
-        "namespace": "shop",
-        "object_name": "web",
+    with pytest.raises(ValueError, match=field) as refused:
+        settings_with(ROLLOUT_TARGET | {field: value})
+    assert f"targets.0.scalable.{field}\n" in str(refused.value)
+
+
+def rollout_hpa(name: str = "web") -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout"}
+            | {"name": "web"},
+            "minReplicas": 2,
+            "maxReplicas": 10,
+        },
     }
-    with pytest.raises(ValueError, match=field):
-        settings_with(target | {field: value})
+
+
+async def test_a_rollout_an_hpa_owns_is_sized_through_the_hpa_floor_not_its_replicas(
+    fake_kube: FakeKube, kube_client: client.ApiClient
+) -> None:
+    """The Deployment kind's rule, for any object: writing the replicas under an HPA only
+    flaps, so replicas is refused naming the HPA, and hpa-floor raises its minReplicas."""
+    fake_kube.seed(rollout("web", 2, namespace="shop"))
+    fake_kube.seed(rollout_hpa())
+    spec = spec_of("scalable")
+
+    with pytest.raises(ConfigError) as refused:
+        await spec.build(settings_with(ROLLOUT_TARGET).targets[0], Context(kube_client))
+    assert str(refused.value) == (
+        "targets[0].act_via: Rollout shop/web is owned by HPA web; use act_via: hpa-floor"
+    )
+
+    floor_target = settings_with(ROLLOUT_TARGET | {"act_via": "hpa-floor"}).targets[0]
+    floor, events = await spec.build(floor_target, Context(kube_client))
+    assert isinstance(floor, HpaFloorActuator)
+    assert (await floor.scale(4)).written
+    assert fake_kube.get("HorizontalPodAutoscaler", "shop", "web")["spec"]["minReplicas"] == 4
+    assert fake_kube.get("Rollout", "shop", "web")["spec"]["replicas"] == 2
+    assert events is not None and events.kind == "HorizontalPodAutoscaler"
+    assert spec.details(floor_target) == [
+        "  writes: minReplicas of the HPA of Rollout rollouts.argoproj.io shop/web"
+    ]
+
+
+async def test_hpa_floor_without_an_hpa_is_refused(
+    fake_kube: FakeKube, kube_client: client.ApiClient
+) -> None:
+    fake_kube.seed(rollout("web", 2, namespace="shop"))
+    target = settings_with(ROLLOUT_TARGET | {"act_via": "hpa-floor"}).targets[0]
+    with pytest.raises(ConfigError, match="no HPA targets Rollout shop/web"):
+        await spec_of("scalable").build(target, Context(kube_client))
+
+
+async def test_a_keda_scaled_rollout_gets_the_scaled_object_floor(
+    fake_kube: FakeKube, kube_client: client.ApiClient
+) -> None:
+    fake_kube.seed(rollout("web", 2, namespace="shop"))
+    hpa = rollout_hpa("keda-hpa-web")
+    hpa["metadata"]["ownerReferences"] = [
+        {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "web", "uid": "1"}
+    ]
+    fake_kube.seed(hpa)
+    fake_kube.seed(
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"scaleTargetRef": {"kind": "Rollout", "name": "web"}, "maxReplicaCount": 9},
+        }
+    )
+    spec = spec_of("scalable")
+    with pytest.raises(ConfigError, match="KEDA ScaledObject shop/web"):
+        await spec.build(settings_with(ROLLOUT_TARGET).targets[0], Context(kube_client))
+
+    target = settings_with(ROLLOUT_TARGET | {"act_via": "keda-floor"}).targets[0]
+    floor, _ = await spec.build(target, Context(kube_client))
+    assert isinstance(floor, KedaFloorActuator)
+    assert (await floor.scale(5)).written
+    assert (
+        fake_kube.get("HorizontalPodAutoscaler", "shop", "keda-hpa-web")["spec"]["minReplicas"] == 5
+    )
