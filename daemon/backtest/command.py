@@ -149,6 +149,11 @@ def _add_plan_options(parser: argparse.ArgumentParser, *, demo: bool) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--unit",
+        default=None if not demo else "requests/s",
+        help="the demand's unit, for the plot's y axis (e.g. requests/s)",
+    )
+    parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -302,9 +307,13 @@ def run_and_write(
     if report_path is not None:
         report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if plot_path is not None:
-        from daemon.backtest.plot import write_plot  # matplotlib is slow to import
+        # Imported here: matplotlib is slow to import, and an optional extra.
+        from daemon.backtest.plot import PlotUnavailable, write_plot
 
-        write_plot(result, plot_path, name)
+        try:
+            write_plot(result, plot_path, name, report=report, unit=args.unit)
+        except PlotUnavailable as note:
+            print(f"elasticd: {note}", file=sys.stderr)
     for line in summary_lines(report):
         print(line)
     return report
@@ -518,5 +527,8 @@ def demo_command(args: argparse.Namespace) -> int:
         )
     except (ElasticdError, OSError) as error:
         return _report(error, args)
-    print(f"wrote {out / 'decisions.csv'}, {out / 'report.json'} and {out / 'plot.png'}")
+    from daemon.backtest.plot import plotting_available
+
+    plot = f" and {out / 'plot.png'}" if plotting_available() else ""
+    print(f"wrote {out / 'decisions.csv'}, {out / 'report.json'}{plot}")
     return 0

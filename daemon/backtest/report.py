@@ -298,31 +298,39 @@ def write_decisions(result: Backtest, path: Path, *, progress: bool | None = Non
             start += len(labels)
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def plan_figures(report: dict[str, Any]) -> str:
+    """The plan's cost and shortfall as the summary prints them (the plot's title reuses it)."""
+    return (
+        f"cost_ratio {report['cost_ratio']:.3f}  short {_pct(report['short_fraction'])}  "
+        f"unserved {_pct(report['unserved_fraction'])}"
+    )
+
+
+def baseline_figures(base: dict[str, Any]) -> str:
+    """A baseline against the plan at equal cost and at equal shortfall, as the summary prints
+    it; the plot's title shows the HPA's with this very text, so the two cannot disagree."""
+    equal_cost = base["at_equal_cost"]
+    equal_short = base["at_equal_shortfall"]
+    ratio = equal_cost["plan_short_over_baseline"]
+    return (
+        f"at equal cost short {_pct(equal_cost['baseline_short_fraction'])} "
+        f"(plan/baseline {'n/a' if ratio is None else f'{ratio:.2f}'}); "
+        f"at equal shortfall cost {equal_short['baseline_cost_ratio'] or float('nan'):.3f} "
+        f"(plan saves {_pct(equal_short['plan_saving'])})"
+    )
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """A few lines a person reads on the terminal."""
-
-    def pct(value: float | None) -> str:
-        return "n/a" if value is None else f"{100 * value:.2f}%"
-
     lines = [
         f"trace {report['trace']}: {report['steps']} steps of {report['step_s']:g}s, "
         f"{report['scored_steps']} scored",
-        f"plan: cost_ratio {report['cost_ratio']:.3f}  short {pct(report['short_fraction'])}  "
-        f"unserved {pct(report['unserved_fraction'])}  "
+        f"plan: {plan_figures(report)}  "
         f"({report['plan']['replay_seconds']:.1f}s, {report['plan']['fits']} fits)",
     ]
-    for name, base in report["baselines"].items():
-        equal_cost = base["at_equal_cost"]
-        equal_short = base["at_equal_shortfall"]
-        ratio = equal_cost["plan_short_over_baseline"]
-        lines.append(
-            f"{name}: at equal cost short {pct(equal_cost['baseline_short_fraction'])} "
-            f"(plan/baseline {'n/a' if ratio is None else f'{ratio:.2f}'}); "
-            f"at equal shortfall cost {equal_short['baseline_cost_ratio'] or float('nan'):.3f} "
-            f"(plan saves {pct(equal_short['plan_saving'])})"
-        )
-    decided = report["plan"].get("metrics", {}).get("decided_share")
-    if decided:
-        shares = ", ".join(f"{name} {pct(share)}" for name, share in decided.items())
-        lines.append(f"decided by metric: {shares}")
+    lines += [f"{name}: {baseline_figures(base)}" for name, base in report["baselines"].items()]
     return lines

@@ -64,6 +64,7 @@ from daemon.settings import (
     load_settings,
 )
 from daemon.sharding.explain import ownership_lines
+from daemon.simulation import WEEK_S
 from daemon.sources.base import MetricQuery
 
 if TYPE_CHECKING:
@@ -110,7 +111,8 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument(
         "--at",
         metavar="TIME",
-        help="ISO 8601 time with offset (default: now), e.g. 2024-03-09T12:00-05:00",
+        help="ISO 8601 time with offset, e.g. 2024-03-09T12:00-05:00 (default: now; for a "
+        "simulator source, where its replay starts, a week into its trace)",
     )
     parser.add_argument(
         "--current",
@@ -134,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"elasticd explain: no target {args.target!r} (targets: {names})", file=sys.stderr)
         return 2
     try:
-        at = _parse_time(args.at)
+        at = _parse_time(args.at) if args.at is not None else default_time(settings, target)
     except ValueError as error:
         print(f"elasticd explain: --at: {error}", file=sys.stderr)
         return 2
@@ -502,6 +504,22 @@ def _layer_term(plan: LayerPlan, forecast: Forecast, lead: str) -> str:
 
 
 # -- time ---------------------------------------------------------------------------------------
+
+
+def default_time(settings: Settings, target: TargetConfig) -> datetime:
+    """Without ``--at``: now, or for a simulator source the instant its replay starts.
+
+    A simulator plays its trace's own time, which the wall clock may be far from (a fixed
+    ``start``) or at the very first point of (a generated trace starts now): explained at the
+    wall clock, the forecast had one point of history or none. The daemon's simulated world
+    starts where the history to train on ends, as ``runtime.app.TargetFactory._world`` does.
+    """
+    config = settings.sources.get(target.source)
+    if not isinstance(config, SimulatorSourceConfig):
+        return datetime.now(UTC)
+    trace = simulator_trace(config)
+    span = float(trace.times[-1] - trace.times[0])
+    return datetime.fromtimestamp(trace.start + min(WEEK_S, span / 2), UTC)
 
 
 def _parse_time(text: str | None) -> datetime:

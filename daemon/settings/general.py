@@ -101,8 +101,9 @@ class AuditConfig(SettingsModel):
     """The decision log: one JSON line per decision, with its inputs and reason."""
 
     path: Path = Field(
-        default=DEFAULT_STATE_DIR / AUDIT_FILE_NAME,
-        description="File to append to; defaults to <state_dir>/decisions.jsonl.",
+        default=Path(AUDIT_FILE_NAME),
+        description="File to append to; a relative path is relative to state_dir (so the "
+        "default is <state_dir>/decisions.jsonl).",
     )
     max_bytes: ByteSize = Field(
         default=50 * 10**6,

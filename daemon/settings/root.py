@@ -89,17 +89,19 @@ class Settings(SettingsModel):
     @model_validator(mode="before")
     @classmethod
     def _audit_under_state_dir(cls, data: Any) -> Any:
-        # The audit log belongs with the rest of the state unless placed elsewhere on purpose,
-        # so its default follows state_dir rather than staying at the packaged default.
+        # The audit log belongs with the rest of the state unless placed elsewhere on purpose:
+        # a relative audit.path (the default, decisions.jsonl, is one) is under state_dir, so
+        # the schema's default is the file the daemon really writes, whatever state_dir is.
         if not isinstance(data, Mapping):
             return data
         audit = data.get("audit", {})
-        if not isinstance(audit, Mapping) or "path" in audit:
+        if not isinstance(audit, Mapping):
             return data
+        path = audit.get("path", AUDIT_FILE_NAME)
         state_dir = data.get("state_dir", DEFAULT_STATE_DIR)
-        if not isinstance(state_dir, str | Path):
+        if not isinstance(path, str | Path) or not isinstance(state_dir, str | Path):
             return data  # the field's own type error will report it
-        return {**data, "audit": {**audit, "path": Path(state_dir) / AUDIT_FILE_NAME}}
+        return {**data, "audit": {**audit, "path": Path(state_dir) / path}}
 
     @model_validator(mode="after")
     def _one_way_to_share_writes(self) -> Self:
