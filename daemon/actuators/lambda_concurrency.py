@@ -137,13 +137,19 @@ class LambdaConcurrencyActuator(AwsSizeActuator):
         self, desired: int, *, expected: int | None = None, deadline: float | None = None
     ) -> ScaleResult:
         try:
-            return await super().scale(desired, expected=expected, deadline=deadline)
+            result = await super().scale(desired, expected=expected, deadline=deadline)
         except PermanentActuatorError as error:
             # Another writer (a console user, Application Auto Scaling) started an allocation
             # between our read and our write: busy, not broken; the next tick reads its status.
             if _code(error) == "ResourceConflictException":
                 raise TransientActuatorError(str(error)) from error
             raise
+        if result.written:
+            # AWS answers every accepted put IN_PROGRESS; say so now, as the allocation may be
+            # READY before the next read and its start would then never be logged.
+            status = "IN_PROGRESS" if result.applied > 0 else "NONE"
+            self._report(status, {"RequestedProvisionedConcurrentExecutions": result.applied})
+        return result
 
     async def _config(self) -> dict[str, Any] | None:
         """The config of the alias or version; None when none is configured."""
