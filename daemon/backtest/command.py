@@ -74,6 +74,9 @@ examples:
   elasticd backtest --prometheus http://prometheus:9090 \\
       --query 'sum(rate(http_requests_total{job="web"}[2m]))' \\
       --unit-capacity 50 --lead-time 90s --decisions-out decisions.csv
+  elasticd backtest --config config/local.yaml --target checkout --since 28d \\
+      --unit requests/s --decisions-out decisions.csv --plot-out plot.png
+      (in a clone: the demo's simulator, as `make demo` replays it)
 
 Prometheus ranges are read in requests of at most 10,000 points. CloudWatch keeps one-minute
 points for 15 days; for a longer --since give --step 5m (63 days) or 1h.
