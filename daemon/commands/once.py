@@ -59,8 +59,8 @@ EXIT_CONFIG = 78
 
 _EXIT_HELP = (
     "exit status: 0 every target decided and every needed write succeeded; 1 at least one "
-    "target failed (not built, size or demand unreadable, write failed); 2 bad command line; "
-    "78 unusable configuration"
+    "target failed (not built, size or demand unreadable, write failed) or an idle_release "
+    "check or stop failed; 2 bad command line; 78 unusable configuration"
 )
 # Demand rules under which the decision used the demand it read.
 _USABLE = frozenset({Rule.OK.value, Rule.NEGATIVE_CLAMPED.value})
