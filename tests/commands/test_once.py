@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,49 @@ def test_one_pass_acts_reports_a_failed_target_and_keeps_state_between_runs(
     assert line.startswith(f"web: {web['desired']} -> "), line
     restored = [json.loads(x) for x in result.stderr.splitlines() if "state_restored" in x]
     assert [entry["target"] for entry in restored] == ["web"]
+
+
+def test_with_the_lease_held_by_a_running_daemon_it_decides_but_writes_nothing(
+    tmp_path: Path, fake_kube: FakeKubeProcess
+) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "elasticd", "namespace": "shop"},
+        "spec": {
+            "holderIdentity": "daemon-0",
+            "leaseDurationSeconds": 3600,
+            "acquireTime": now,
+            "renewTime": now,
+        },
+    }
+    request = urllib.request.Request(
+        f"{fake_kube.url}/apis/coordination.k8s.io/v1/namespaces/shop/leases",
+        data=json.dumps(lease).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": "Bearer fake-token"},
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+    config = _config(tmp_path, fake_kube.url, broken=False)
+    settings = yaml.safe_load(config.read_text())
+    settings["leader_election"] = {
+        "enabled": True,
+        "namespace": "shop",
+        "identity": "cronjob-pass",
+        "lease_duration": "3s",
+        "renew_deadline": "2s",
+        "retry_period": "500ms",
+    }
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+
+    code, printed, _ = _once(config)
+
+    assert code == 0
+    (web,) = printed
+    assert web["skipped"] == "not leader" and web["written"] is False
+    assert web["desired"] != web["current"] == 2
+    assert _replicas(fake_kube) == 2
 
 
 def test_an_unusable_configuration_exits_78(
