@@ -116,73 +116,30 @@ def _audit(tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_one_pass_acts_reports_a_failed_target_and_keeps_state_between_runs(
-    tmp_path: Path, fake_kube: FakeKubeProcess
-) -> None:
-    config = _config(tmp_path, fake_kube.url, broken=True)
-
-    code, printed, logged = _once(config)
-
-    # The failed target fails the run (status 1) without stopping the other one.
-    assert code == 1, logged
-    by_target = {line["target"]: line for line in printed}
-    assert [line["target"] for line in printed] == ["web", "gone"]
-    web, gone = by_target["web"], by_target["gone"]
-    assert web["ok"] is True and web["error"] is None
-    assert web["current"] == 2 and web["desired"] != 2 and web["written"] is True
-    assert _replicas(fake_kube) == web["desired"]
-    assert gone["ok"] is False and gone["desired"] is None
-    assert "capacity read failed" in gone["error"]
-    # The same audit record a daemon's tick writes, for the same decision.
-    audit = [record for record in _audit(tmp_path) if record["target"] == "web"]
-    assert [(r["desired"], r["reason"], r["written"]) for r in audit] == [
-        (web["desired"], web["reason"], True)
-    ]
-    assert not any(line.get("event") == "state_restored" for line in logged)
-    assert (tmp_path / "state" / "targets" / "web.json").exists()
-
-    # The next timer run, the broken target removed: every target fine, status 0, one text
-    # line. It starts from the size written, with the decision state (stabilisation window,
-    # calibration) the first run saved.
-    config = _config(tmp_path, fake_kube.url, broken=False)
-    result = subprocess.run(
-        [sys.executable, "-m", "daemon", "once", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)},
-    )
-    assert result.returncode == 0, result.stderr
-    (line,) = result.stdout.splitlines()
-    assert line.startswith(f"web: {web['desired']} -> "), line
-    restored = [json.loads(x) for x in result.stderr.splitlines() if "state_restored" in x]
-    assert [entry["target"] for entry in restored] == ["web"]
-
-
-def test_with_the_lease_held_by_a_running_daemon_it_decides_but_writes_nothing(
-    tmp_path: Path, fake_kube: FakeKubeProcess
-) -> None:
+def _hold_lease(fake: FakeKubeProcess, holder: str) -> None:
+    """The Lease as a running daemon holds it (renewed just now, for an hour)."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     lease = {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": {"name": "elasticd", "namespace": "shop"},
         "spec": {
-            "holderIdentity": "daemon-0",
+            "holderIdentity": holder,
             "leaseDurationSeconds": 3600,
             "acquireTime": now,
             "renewTime": now,
         },
     }
     request = urllib.request.Request(
-        f"{fake_kube.url}/apis/coordination.k8s.io/v1/namespaces/shop/leases",
+        f"{fake.url}/apis/coordination.k8s.io/v1/namespaces/shop/leases",
         data=json.dumps(lease).encode(),
         method="POST",
         headers={"Content-Type": "application/json", "Authorization": "Bearer fake-token"},
     )
     urllib.request.urlopen(request, timeout=10).close()
-    config = _config(tmp_path, fake_kube.url, broken=False)
+
+
+def _with_leader_election(config: Path) -> Path:
     settings = yaml.safe_load(config.read_text())
     settings["leader_election"] = {
         "enabled": True,
@@ -193,14 +150,56 @@ def test_with_the_lease_held_by_a_running_daemon_it_decides_but_writes_nothing(
         "retry_period": "500ms",
     }
     config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return config
 
-    code, printed, _ = _once(config)
 
-    assert code == 0
-    (web,) = printed
-    assert web["skipped"] == "not leader" and web["written"] is False
-    assert web["desired"] != web["current"] == 2
+def test_one_pass_reports_a_failed_target_respects_the_lease_and_keeps_state(
+    tmp_path: Path, fake_kube: FakeKubeProcess
+) -> None:
+    # A daemon holds the Lease: the pass decides, audits and prints, but writes nothing.
+    _hold_lease(fake_kube, "daemon-0")
+    config = _with_leader_election(_config(tmp_path, fake_kube.url, broken=True))
+
+    code, printed, logged = _once(config)
+
+    # The failed target fails the run (status 1) without stopping the other one.
+    assert code == 1, logged
+    assert [line["target"] for line in printed] == ["web", "gone"]
+    web, gone = printed
+    assert web["ok"] is True and web["error"] is None
+    assert web["current"] == 2 and web["desired"] != 2
+    assert (web["written"], web["skipped"]) == (False, "not leader")
     assert _replicas(fake_kube) == 2
+    assert gone["ok"] is False and gone["desired"] is None
+    assert "capacity read failed" in gone["error"]
+    # The same audit record a daemon's tick writes, for the same decision.
+    audit = [record for record in _audit(tmp_path) if record["target"] == "web"]
+    assert [(r["desired"], r["reason"], r["inputs"]["skipped"]) for r in audit] == [
+        (web["desired"], web["reason"], "not leader")
+    ]
+    assert not any(line.get("event") == "state_restored" for line in logged)
+    assert (tmp_path / "state" / "targets" / "web.json").exists()
+
+    # The daemon is gone (it released the Lease) and the broken target removed: the next timer
+    # run takes the Lease and writes; every target fine, status 0, one text line; it decides
+    # with the decision state (stabilisation window, calibration) the first run saved.
+    fake_kube.update("Lease", "shop", "elasticd", {"spec": {"holderIdentity": ""}})
+    config = _with_leader_election(_config(tmp_path, fake_kube.url, broken=False))
+    result = subprocess.run(
+        [sys.executable, "-m", "daemon", "once", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("web: 2 -> ") and line.endswith(" written"), line
+    written = int(line.split(" -> ")[1].split()[0])
+    assert written > 2 and _replicas(fake_kube) == written
+    restored = [json.loads(x) for x in result.stderr.splitlines() if "state_restored" in x]
+    assert [entry["target"] for entry in restored] == ["web"]
 
 
 def test_an_unusable_configuration_exits_78(
