@@ -57,6 +57,10 @@ LEASE_S, RENEW_S, RETRY_S, TICK_S = 15.0, 10.0, 2.0, 15.0
 CLEAN_GOAL_S, FAILOVER_GOAL_S = 17.0, 45.0
 CHANGE_SHARE = 0.05
 WRITERS_AT_ONCE = 32
+# How often a member's writer looks for targets to write.
+LOOP_S = 0.25
+# The daemon's default client-side limit on Kubernetes requests (kubernetes.qps), uncompressed.
+WRITE_QPS = 50.0
 
 
 def target_names(count: int) -> list[str]:
@@ -96,7 +100,9 @@ async def member_main(args: argparse.Namespace) -> None:
     session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {args.member}"})
     runner = asyncio.create_task(member.run())
     gate: Any = Unfenced(member) if args.unfenced else member
-    writer = asyncio.create_task(write_loop(gate, session, args.url, TICK_S / k, args.member))
+    writer = asyncio.create_task(
+        write_loop(gate, session, args.url, TICK_S / k, args.member, args.write_qps * k)
+    )
     await stop.wait()
     # As the supervisor: the targets stop (no write in flight), then the membership is released.
     writer.cancel()
@@ -107,11 +113,19 @@ async def member_main(args: argparse.Namespace) -> None:
     await session.close()
 
 
-async def write_loop(member: Any, session: Any, url: str, tick_s: float, name: str) -> None:
+async def write_loop(
+    member: Any, session: Any, url: str, tick_s: float, name: str, qps: float
+) -> None:
+    """As the target runtimes would: a target gained (its gate newly open) is written at once,
+    then on ~5 % of its ticks; a write that fails stays pending and is retried (as a
+    reconciler's next tick retries a decision not yet applied). At most ``qps`` writes a
+    second, the daemon's client-side limit (``kubernetes.qps``)."""
     tenure: dict[str, int] = {}
     due: dict[str, float] = {}
+    pending: set[str] = set()
     counter = 0
     slots = asyncio.Semaphore(WRITERS_AT_ONCE)
+    per_pass = max(1, int(qps * LOOP_S))
 
     async def write(target: str, number: int) -> None:
         async with slots:
@@ -131,28 +145,31 @@ async def write_loop(member: Any, session: Any, url: str, tick_s: float, name: s
                     timeout=aiohttp_timeout(min(left, 5.0)),
                 ) as response:
                     await response.read()
+                    if response.status == 200:
+                        pending.discard(target)
 
     while True:
         now = time.monotonic()
-        jobs = []
         for target in list(tenure):
             if not member.may_write(target):
                 del tenure[target]  # the tenure ends when the gate closes
+                pending.discard(target)
         for target in member.owned:
             if not member.may_write(target):
                 continue
             if target not in tenure:
                 counter += 1
                 tenure[target] = counter
-            elif now < due[target] or random.random() > CHANGE_SHARE:
-                if now >= due[target]:
-                    due[target] = now + tick_s
-                continue
-            due[target] = now + tick_s
-            jobs.append(write(target, tenure[target]))
-        if jobs:
-            await asyncio.gather(*jobs)
-        await asyncio.sleep(0.25)
+                pending.add(target)
+                due[target] = now + tick_s
+            elif now >= due[target]:
+                due[target] = now + tick_s
+                if random.random() < CHANGE_SHARE:
+                    pending.add(target)
+        batch = sorted(pending, key=lambda t: due.get(t, 0.0))[:per_pass]
+        if batch:
+            await asyncio.gather(*(write(t, tenure[t]) for t in batch if t in tenure))
+        await asyncio.sleep(LOOP_S)
 
 
 class Unfenced:
@@ -209,6 +226,8 @@ class Cluster:
             str(self.args.targets),
             "--scale",
             str(self.args.scale),
+            "--write-qps",
+            str(self.args.write_qps),
         ] + (["--unfenced"] if self.args.unfenced else [])
         self.processes[name] = subprocess.Popen(
             command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}
@@ -412,6 +431,12 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="uncompressed run length")
     parser.add_argument("--kill-every", default="5m", help="uncompressed")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--write-qps",
+        type=float,
+        default=WRITE_QPS,
+        help="each member's writes a second, uncompressed (the daemon's kubernetes.qps)",
+    )
     parser.add_argument(
         "--unfenced",
         action="store_true",
