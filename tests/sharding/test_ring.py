@@ -47,7 +47,7 @@ def test_balance_at_three_members_and_3000_targets(members: list[str]) -> None:
     assert max(counts.values()) <= 1.25 * mean
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.lists(NAMES, min_size=2, max_size=8, unique=True), st.data())
 def test_one_member_joining_or_leaving_moves_at_most_1_over_n_plus_5_percent(
     members: list[str], data: st.DataObject
