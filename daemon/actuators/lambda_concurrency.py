@@ -11,9 +11,11 @@ What the daemon sees:
 - ``desired`` is ``RequestedProvisionedConcurrentExecutions`` (0 when nothing is configured);
   ``ready`` is ``AllocatedProvisionedConcurrentExecutions`` while ``READY`` and
   ``AvailableProvisionedConcurrentExecutions`` while ``IN_PROGRESS`` (what serves meanwhile).
-- The upper bound is the account's unreserved concurrency minus the 100 AWS keeps for
-  functions without reserved concurrency (GetAccountSettings); a function with reserved
-  concurrency is bounded by it as well, which ``max_units`` must then say.
+- The upper bound is the function's reserved concurrency when it has one
+  (GetFunctionConcurrency: provisioned concurrency is part of it), else the account's
+  unreserved concurrency minus the 100 AWS keeps for functions without reserved concurrency
+  (GetAccountSettings). Other aliases' provisioned concurrency shares either pool, so AWS may
+  still refuse less; its error is reported.
 - ``IN_PROGRESS``: no write (AWS answers ResourceConflictException to a change while one is in
   progress); it is retried next tick. Past ``allocation_timeout`` since ``LastModified`` the
   read fails (transient), so a stuck allocation shows on ``/readyz`` and in the audit log.
@@ -90,7 +92,7 @@ class LambdaConcurrencyActuator(AwsSizeActuator):
 
     async def read_state(self) -> SizeState:
         config = await self._config()
-        limit = await self._account_limit()
+        limit = await self._limit()
         status = str(config.get("Status", "NONE")) if config is not None else "NONE"
         self._report(status, config)
         if config is None:
@@ -167,7 +169,15 @@ class LambdaConcurrencyActuator(AwsSizeActuator):
                 return None
             raise
 
-    async def _account_limit(self) -> int:
+    async def _limit(self) -> int:
+        """The most provisioned concurrency AWS can allocate to the function."""
+        reserved = await self.client.call(
+            "get_function_concurrency",
+            f"read {self.describe()} reserved concurrency",
+            FunctionName=self.function_name,
+        )
+        if reserved.get("ReservedConcurrentExecutions") is not None:
+            return int(reserved["ReservedConcurrentExecutions"])
         settings = await self.client.call("get_account_settings", f"read {self.describe()} limit")
         unreserved = int(settings.get("AccountLimit", {}).get("UnreservedConcurrentExecutions", 0))
         return max(0, unreserved - UNRESERVED_MINIMUM)

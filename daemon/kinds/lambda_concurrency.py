@@ -59,7 +59,8 @@ def _details(target: LambdaConcurrencyTarget) -> list[str]:
         f"  writes: provisioned concurrency of {target.function_name}:{target.qualifier} "
         "(PutProvisionedConcurrencyConfig; 0 deletes the config)",
         "  units: concurrent executions; ready: allocated while READY",
-        "  bounds: 0 .. the account's unreserved concurrency - 100 (GetAccountSettings)",
+        "  bounds: 0 .. the function's reserved concurrency if set (GetFunctionConcurrency), "
+        "else the account's unreserved concurrency - 100 (GetAccountSettings)",
         f"  an allocation IN_PROGRESS over {target.allocation_timeout:g}s, or FAILED, is "
         "reported on the target",
     ]
@@ -74,6 +75,7 @@ SPEC = KindSpec(
         Permission("aws", "lambda:GetProvisionedConcurrencyConfig", "read requested/allocated"),
         Permission("aws", "lambda:PutProvisionedConcurrencyConfig", "write the concurrency"),
         Permission("aws", "lambda:DeleteProvisionedConcurrencyConfig", "write 0"),
+        Permission("aws", "lambda:GetFunctionConcurrency", "read the reserved concurrency bound"),
         Permission("aws", "lambda:GetAccountSettings", "read the unreserved concurrency bound"),
     ),
     typical_lead="1 - 5 min (IN_PROGRESS until READY; longer for thousands of environments)",

@@ -152,6 +152,15 @@ async def test_zero_deletes_the_config_and_the_account_bound_clamps(
     assert fake.requests(PUT)[-1].body == {"ProvisionedConcurrentExecutions": 50}
 
 
+async def test_reserved_concurrency_is_the_bound_when_set(
+    live: LambdaConcurrencyActuator, fake: FakeLambda
+) -> None:
+    fake.set_reserved("checkout", 30)
+    assert (await live.read()).max_size == 30
+    assert await live.scale(45) == ScaleResult(True, 0, 45, 30)
+    assert writes(fake) == [(PUT, 202)]
+
+
 async def test_changed_since_the_decision_is_not_written(
     live: LambdaConcurrencyActuator, fake: FakeLambda
 ) -> None:

@@ -109,9 +109,9 @@ def lambda_statuses(daemon: DaemonProcess) -> list[str]:
 
 
 def allocation_seen(daemon: DaemonProcess) -> bool:
-    """The daemon read the allocation it asked for IN_PROGRESS, then READY."""
+    """The daemon logged its first allocation IN_PROGRESS, then READY."""
     statuses = lambda_statuses(daemon)
-    return "IN_PROGRESS" in statuses and statuses[-1] == "READY"
+    return "IN_PROGRESS" in statuses and "READY" in statuses[statuses.index("IN_PROGRESS") :]
 
 
 def summary(state: Path, daemon: DaemonProcess, start: float, crossing: float) -> str:
@@ -273,11 +273,13 @@ def test_lambda_provisioned_concurrency_is_ready_before_the_rise(run: Run) -> No
     config = run.fake.config("checkout", "live")
     assert config is not None and config["Status"] == "READY"
     assert config["RequestedProvisionedConcurrentExecutions"] > OLD_UNITS
-    # The daemon logged the allocation through: READY at the old size, IN_PROGRESS at each
-    # put, READY at the end.
+    # The daemon logged the allocations: READY at the old size, IN_PROGRESS at each put, and
+    # READY once AWS (the fake) had allocated the first (a later put may still be running
+    # when the daemon was stopped).
     statuses = lambda_statuses(run.daemon)
-    assert statuses[0] == statuses[-1] == "READY"
+    assert statuses[0] == "READY"
     assert statuses.count("IN_PROGRESS") == len(puts)
+    assert "READY" in statuses[statuses.index("IN_PROGRESS") :]
 
 
 def test_a_missing_service_is_reported_on_its_target_and_not_fatal(run: Run) -> None:

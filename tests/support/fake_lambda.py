@@ -8,7 +8,9 @@ loopback, the way AWS does:
   ``Available...``, ``Status``, ``StatusReason``, ``LastModified``; PUT answers 202 with the
   config ``IN_PROGRESS``, which turns ``READY`` after ``ready_after`` seconds (or when the
   test calls ``finish``), or ``FAILED`` when the test asked for it; DELETE answers 204.
-- ``GET /2016-08-19/account-settings``: ``AccountLimit`` with the unreserved concurrency.
+- ``GET /2016-08-19/account-settings``: ``AccountLimit`` with the unreserved concurrency;
+  ``GET /2019-09-30/functions/{name}/concurrency``: the function's reserved concurrency
+  (``{}`` when it has none).
 - Errors as Lambda sends them (``x-amzn-ErrorType`` header, ``{"Type", "message"}`` body):
   404 ``ResourceNotFoundException`` (no such function, alias or version), 404
   ``ProvisionedConcurrencyConfigNotFoundException`` (nothing configured), 409
@@ -86,6 +88,7 @@ class _Fault:
 @dataclass
 class _State:
     functions: dict[str, set[str]] = field(default_factory=dict)
+    reserved: dict[str, int] = field(default_factory=dict)
     configs: dict[tuple[str, str], _Config] = field(default_factory=dict)
     faults: list[_Fault] = field(default_factory=list)
     requests: list[LambdaRequest] = field(default_factory=list)
@@ -178,6 +181,11 @@ class FakeLambda:
             self._state.concurrent_executions = concurrent_executions
             self._state.unreserved = unreserved
 
+    def set_reserved(self, function: str, reserved: int) -> None:
+        """The function's reserved concurrency (PutFunctionConcurrency, done by hand)."""
+        with self._lock:
+            self._state.reserved[function] = reserved
+
     def set_config(
         self,
         function: str,
@@ -264,6 +272,10 @@ class FakeLambda:
             if path == SETTINGS_PATH and handler.command == "GET":
                 operation = "GetAccountSettings"
                 status, answer = self._route_settings()
+            elif path.startswith(CONFIG_PATH) and path.endswith("/concurrency"):
+                operation = "GetFunctionConcurrency"
+                function = urllib.parse.unquote(path[len(CONFIG_PATH) : -len("/concurrency")])
+                status, answer = self._route_reserved(function)
             elif path.startswith(CONFIG_PATH) and path.endswith("/provisioned-concurrency"):
                 function = urllib.parse.unquote(
                     path[len(CONFIG_PATH) : -len("/provisioned-concurrency")]
@@ -353,6 +365,15 @@ class FakeLambda:
                 "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": len(state.functions)},
             }
 
+    def _route_reserved(self, function: str) -> tuple[int, JsonObj]:
+        with self._lock:
+            self._fault("GetFunctionConcurrency")
+            if function not in self._state.functions:
+                arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}"
+                raise _ApiError(404, "ResourceNotFoundException", f"Function not found: {arn}")
+            reserved = self._state.reserved.get(function)
+            return 200, {} if reserved is None else {"ReservedConcurrentExecutions": reserved}
+
     def _route_config(
         self, operation: str, function: str, qualifier: str | None, body: JsonObj | None
     ) -> tuple[int, JsonObj | None]:
@@ -417,7 +438,15 @@ class FakeLambda:
                 "InvalidParameterValueException",
                 "ProvisionedConcurrentExecutions must be at least 1",
             )
-        if wanted > self._state.unreserved - UNRESERVED_MINIMUM:
+        reserved = self._state.reserved.get(key[0])
+        if reserved is not None and wanted > reserved:
+            raise _ApiError(
+                400,
+                "InvalidParameterValueException",
+                "Requested Provisioned Concurrency should not be greater than the reserved "
+                f"concurrency for the function [{reserved}].",
+            )
+        if reserved is None and wanted > self._state.unreserved - UNRESERVED_MINIMUM:
             raise _ApiError(
                 400,
                 "InvalidParameterValueException",
