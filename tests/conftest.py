@@ -26,6 +26,7 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402
 
 from tests.support.moto_server import MotoServer  # noqa: E402
+from tests.support.prometheus_data import PromData, running_prometheus  # noqa: E402
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -62,6 +63,13 @@ def _loopback_only() -> Iterator[None]:
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[PromData]:
+    """One real Prometheus per session, backfilled once (``tests/support/prometheus_data``);
+    the source and backtest tests share it instead of starting one each."""
+    yield from running_prometheus()
 
 
 @pytest.fixture(scope="session")

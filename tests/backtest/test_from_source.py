@@ -33,14 +33,20 @@ from daemon.backtest.prometheus_range import PrometheusRangeReader
 from daemon.cli import main
 from daemon.errors import PermanentSourceError, TransientSourceError
 from daemon.settings import PrometheusSourceConfig
-from tests.sources import conftest as source_fixtures
 from tests.support.fake_prometheus import make_tls_files
 from tests.support.moto_server import free_port
+from tests.support.prometheus_data import PromData
 
 # The session's backfilled Prometheus, shared with tests/sources.
-prometheus = source_fixtures.prometheus
-PromData = source_fixtures.PromData
 DAY = 86_400.0
+
+
+def away_from_a_minute_edge() -> None:
+    """Wait until the clock is well inside a minute: the command reads the clock again, and
+    its window (whole minutes back from its own "now") must begin on the point the test
+    computed, not one step later because a minute turned in between."""
+    while not 5.0 <= time.time() % 60.0 <= 45.0:
+        time.sleep(0.5)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -245,6 +251,7 @@ def test_a_target_replays_its_own_prometheus_history_as_its_trace_file_would(
     )
     points = prometheus.series["long"]
     # The last three days of the backfill (it ends a day ago), at the target's step of 60 s.
+    away_from_a_minute_edge()
     since = round(time.time() - (points[-1][0] - 3 * DAY))
     code, out, err = run(
         capsys,
@@ -308,6 +315,7 @@ def test_a_target_with_several_metrics_replays_each_from_its_source(
     ]
     config.write_text(yaml.safe_dump(settings))
     points = prometheus.series["long"]
+    away_from_a_minute_edge()
     since = round(time.time() - (points[-1][0] - DAY))
     code, out, err = run(
         capsys,

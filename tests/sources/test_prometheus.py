@@ -14,8 +14,8 @@ from aiohttp import web
 from daemon.errors import PermanentSourceError, TransientSourceError
 from daemon.sources.base import MetricQuery, Sample
 from daemon.sources.prometheus import PrometheusSource, plan_chunks
-from tests.sources.conftest import LONG_DAYS, STEP, PromData
 from tests.support.moto_server import free_port
+from tests.support.prometheus_data import LONG_DAYS, STEP, PromData
 
 
 def q(spec: str) -> MetricQuery[str]:
