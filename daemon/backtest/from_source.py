@@ -84,9 +84,14 @@ def read_metric_histories(
     as a several-column trace file holds them."""
     # Imported here: the runtime's composition root pulls in every adapter, which the plain
     # trace replays do not need.
+    from daemon.kinds.registry import spec_of
     from daemon.runtime.app import history_step, simulator_trace
     from daemon.settings import SimulatorSourceConfig
 
+    if spec_of(target.kind).demand_free:
+        raise InputError(
+            f"target {target.name!r} ({target.kind}) reads no demand: nothing to backtest"
+        )
     config = settings.sources[target.source]
     if isinstance(config, SimulatorSourceConfig):
         # The simulator replays a trace file or a generated trace: that is its history, and

@@ -564,3 +564,12 @@ def test_a_target_replays_its_own_cloudwatch_history(
     assert report["parameters"]["unit_capacity"] == 30.0
     assert report["parameters"]["warmup_s"] == 90 * 60.0
     assert len(read_csv(tmp_path / "d.csv")) == 180
+
+
+def test_a_target_that_reads_no_demand_is_refused_with_a_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "instance-schedule.yaml"
+    code, _, err = run(capsys, "--config", str(example), "--decisions-out", str(tmp_path / "d.csv"))
+    assert code == 65
+    assert "reads no demand: nothing to backtest" in err
