@@ -19,7 +19,7 @@ from daemon.core.binpack import NodeShape, pods_per_node
 from daemon.core.binpack import Resources as CoreResources
 from daemon.kinds.base import BuildContext, Built, KindSpec, Permission
 from daemon.settings.base import SettingsModel, field_error
-from daemon.settings.nodes import Resources
+from daemon.settings.nodes import NodeGroupLink, Resources
 from daemon.settings.target_base import TargetBase
 
 
@@ -66,6 +66,30 @@ class PlaceholderPodsTarget(TargetBase):
         except ValueError as error:
             raise field_error("pod_requests", str(error)) from None
         return self
+
+    def check_node_link(self, link: NodeGroupLink, pod_target: TargetBase, path: str) -> None:
+        """A pod target's ``node_group`` link (at YAML ``path``) pointing here must plan pods
+        sized as the placeholders are (a node of headroom is pods-per-node placeholders), and
+        its workload must be one of ``workloads`` (else its pods' nodes would be counted as
+        headroom). Raised as the settings' field error."""
+        mine = (self.pod_requests, self.node_allocatable, self.node_overhead)
+        if (link.pod_requests, link.node_allocatable, link.node_overhead) != mine:
+            raise field_error(
+                path,
+                "pod_requests, node_allocatable and node_overhead must equal those of "
+                f"placeholder-pods target {self.name!r}: its placeholders are sized like these "
+                "pods",
+            )
+        kind = pod_target.kind
+        namespace = getattr(pod_target, "namespace", None)
+        name = getattr(pod_target, "workload", None)
+        listed = {(ref.kind, ref.namespace or self.namespace, ref.name) for ref in self.workloads}
+        if (kind, namespace, name) not in listed:
+            raise field_error(
+                path,
+                f"{kind} {namespace}/{name} is not among the workloads of placeholder-pods "
+                f"target {self.name!r}: its pods' nodes would be counted as headroom",
+            )
 
     def shape(self) -> NodeShape:
         """The pod and node sizes in the core's terms."""

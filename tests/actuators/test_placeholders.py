@@ -10,6 +10,7 @@ from kubernetes_asyncio import client
 
 from daemon.actuators.base import Actuator, Capacity
 from daemon.errors import ConflictError, PermanentActuatorError
+from daemon.kinds.placeholder_pods import PlaceholderPodsTarget
 from daemon.kinds.registry import spec_of
 from tests.actuators.conftest import deployment, statefulset
 from tests.actuators.test_scalable import Context, settings_with
@@ -175,3 +176,48 @@ def test_a_pod_target_may_link_its_nodes_to_placeholders() -> None:
         }
     )
     assert settings.target("web-nodes").kind == "placeholder-pods"
+
+
+def linked_settings(link_cpu: str = "500m", workload: str = "web") -> Any:
+    from daemon.settings import Settings
+
+    link = {
+        "target": "web-nodes",
+        "pod_requests": {"cpu": link_cpu},
+        "node_allocatable": {"cpu": "4"},
+    }
+    common = {"source": "prom", "query": "sum(up)", "unit_capacity": 10, "lead_time": "1m"}
+    return Settings.model_validate(
+        {
+            "sources": {"prom": {"type": "prometheus", "url": "http://127.0.0.1:9"}},
+            "targets": [
+                {"name": "web", "kind": "deployment", "namespace": "shop", "workload": workload}
+                | {"max_units": 50, "node_group": link}
+                | common,
+                {"name": "web-nodes", "kind": "placeholder-pods", "namespace": "shop"}
+                | {"workloads": [{"kind": "deployment", "name": "web"}], "max_units": 10}
+                | {"pod_requests": {"cpu": "500m"}, "node_allocatable": {"cpu": "4"}}
+                | common,
+            ],
+        }
+    )
+
+
+def test_a_link_must_size_pods_as_the_placeholders_and_name_a_listed_workload() -> None:
+    """The check the settings run on a node_group link to placeholder pods (when wired in):
+    placeholders sized unlike the pods would hold the wrong nodes, and an unlisted workload's
+    own nodes would be taken for headroom."""
+    from pydantic_core import PydanticCustomError
+
+    good = linked_settings()
+    web, nodes = good.target("web"), good.target("web-nodes")
+    assert isinstance(nodes, PlaceholderPodsTarget) and web.node_group is not None
+    nodes.check_node_link(web.node_group, web, "targets[0].node_group")
+
+    for settings, expected in [
+        (linked_settings(link_cpu="1"), "must equal those of placeholder-pods target"),
+        (linked_settings(workload="api"), "deployment shop/api is not among the workloads"),
+    ]:
+        web = settings.target("web")
+        with pytest.raises(PydanticCustomError, match=expected):
+            nodes.check_node_link(web.node_group, web, "targets[0].node_group")
