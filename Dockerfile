@@ -35,17 +35,18 @@ COPY models/ ./models/
 #   couple of CPU seconds once per start. The root filesystem is read-only at run time, so
 #   imports compile in memory.
 # Last, import the daemon's composition root and models from the installed venv (-I: not /src),
-# which loads every native library it runs on, so a trim that broke one fails the build.
+# which loads every native library it runs on, so a trim that broke one fails the build; and
+# run the entry point.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/elasticd \
     && /opt/elasticd/bin/pip install --no-compile /wheels/*.whl \
-    && /opt/elasticd/bin/elasticd --version \
     && /opt/elasticd/bin/pip uninstall --yes pip setuptools \
     && find /opt/elasticd -depth \( -type d \( -name tests -o -name __pycache__ \) \
        -o -type f -name '*.pyi' \) -exec rm -rf {} + \
     && find /opt/elasticd -path '*.libs' -prune -o -type f -name '*.so' \
        -exec strip --strip-unneeded {} + \
-    && /opt/elasticd/bin/python -I -B -c "import daemon.cli, daemon.runtime.app, models.forecaster"
+    && /opt/elasticd/bin/python -I -B -c "import daemon.runtime.app, models.forecaster" \
+    && /opt/elasticd/bin/elasticd --version
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="elasticd" \

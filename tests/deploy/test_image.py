@@ -72,6 +72,13 @@ def built() -> Iterator[Built]:
         buildah.remove_image(TAG)  # the base stays cached; the image is rebuilt every run
 
 
+@pytest.fixture(scope="module")
+def rootfs(built: Built) -> Iterator[Path]:
+    """One working container's root for every test (with vfs each is a full copy)."""
+    with built.buildah.rootfs(built.image) as root:
+        yield root
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -91,14 +98,14 @@ def test_the_image_is_under_its_size_budget(built: Built) -> None:
     assert built.size_mb < MAX_IMAGE_MB, f"{built.size_mb:.0f} MB"
 
 
-def test_the_image_carries_the_daemon_not_plotting_or_build_tools(built: Built) -> None:
-    with built.buildah.rootfs(built.image) as root:
-        site = root / VENV_SITE
-        assert (site / "daemon" / "cli.py").exists()
-        for absent in ("matplotlib", "PIL", "fontTools", "pip", "setuptools"):
-            assert not (site / absent).exists(), absent
-        assert not list(site.glob("**/tests/"))
-        assert not (root / "usr" / "bin" / "strip").exists()  # binutils stayed in the builder
+def test_the_image_carries_the_daemon_not_plotting_or_build_tools(rootfs: Path) -> None:
+    site = rootfs / VENV_SITE
+    assert (site / "daemon" / "cli.py").exists()
+    for absent in ("matplotlib", "PIL", "fontTools", "pip", "setuptools"):
+        assert not (site / absent).exists(), absent
+    assert not list(site.glob("**/tests/"))
+    assert not list(site.glob("**/*.pyc"))
+    assert not (rootfs / "usr" / "bin" / "strip").exists()  # binutils stayed in the builder
 
 
 def test_the_image_config_is_a_non_root_daemon_with_a_healthcheck(built: Built) -> None:
@@ -111,7 +118,7 @@ def test_the_image_config_is_a_non_root_daemon_with_a_healthcheck(built: Built) 
 
 
 def test_the_daemon_runs_read_only_as_uid_10001_and_stops_cleanly_on_sigterm(
-    built: Built, tmp_path: Path
+    built: Built, rootfs: Path, tmp_path: Path
 ) -> None:
     port = _free_port()
     config = yaml.safe_load((REPO / "config" / "local.yaml").read_text(encoding="utf-8"))
@@ -119,38 +126,37 @@ def test_the_daemon_runs_read_only_as_uid_10001_and_stops_cleanly_on_sigterm(
     config_dir = tmp_path / "config"
     config_dir.mkdir()
     (config_dir / "elasticd.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    with built.buildah.rootfs(built.image) as root:
-        container = Container(root, built.spec, config_dir, tmp_path / "container.log")
-        try:
-            pid = container.pid
-            deadline = time.monotonic() + 120
-            ready = (0, "")
-            while time.monotonic() < deadline and container.process.poll() is None:
-                try:
-                    ready = _get(f"http://127.0.0.1:{port}/readyz")
-                except OSError:
-                    ready = (0, "")
-                if ready[0] == 200:
-                    break
-                time.sleep(0.5)
-            assert ready[0] == 200, f"/readyz {ready}\n{container.log()}"
-            assert json.loads(ready[1])["ready"] is True
-            assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    container = Container(rootfs, built.spec, config_dir, tmp_path / "container.log")
+    try:
+        pid = container.pid
+        deadline = time.monotonic() + 120
+        ready = (0, "")
+        while time.monotonic() < deadline and container.process.poll() is None:
+            try:
+                ready = _get(f"http://127.0.0.1:{port}/readyz")
+            except OSError:
+                ready = (0, "")
+            if ready[0] == 200:
+                break
+            time.sleep(0.5)
+        assert ready[0] == 200, f"/readyz {ready}\n{container.log()}"
+        assert json.loads(ready[1])["ready"] is True
+        assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
 
-            status = dict(
-                line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-            )
-            assert status["Uid"].split() == ["10001"] * 4
-            assert status["Gid"].split() == ["10001"] * 4
-            assert status["NSpid"].split()[-1] == "1", "the daemon is the container's PID 1"
-            assert "ro" in mount_options(pid, "/")
-            assert "rw" in mount_options(pid, "/var/lib/elasticd")
-            # The models and the audit log went to the volume: the only place it could write.
-            state = Path(f"/proc/{pid}/root/var/lib/elasticd/state")
-            assert (state / "decisions.jsonl").stat().st_size > 0
-            assert (state / "models" / "checkout.json").exists()
-        except BaseException:
-            container.close()
-            raise
-        assert container.stop() == 0, container.log()
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        )
+        assert status["Uid"].split() == ["10001"] * 4
+        assert status["Gid"].split() == ["10001"] * 4
+        assert status["NSpid"].split()[-1] == "1", "the daemon is the container's PID 1"
+        assert "ro" in mount_options(pid, "/")
+        assert "rw" in mount_options(pid, "/var/lib/elasticd")
+        # The models and the audit log went to the volume: the only place it could write.
+        state = Path(f"/proc/{pid}/root/var/lib/elasticd/state")
+        assert (state / "decisions.jsonl").stat().st_size > 0
+        assert (state / "models" / "checkout.json").exists()
+    except BaseException:
+        container.close()
+        raise
+    assert container.stop() == 0, container.log()
     assert "Traceback" not in container.log()
