@@ -90,15 +90,19 @@ def host_pip_settings() -> PipSettings:
     listing = _run(
         [sys.executable, "-m", "pip", "config", "list"], timeout=60, what="pip config list"
     )
-    files_first: dict[str, str] = {}
+    # section -> key -> value; PIP_* variables win over every file, as in pip itself.
+    sections: dict[str, dict[str, str]] = {}
     from_env: dict[str, str] = {}
     for line in listing.splitlines():
         name, _, raw = line.partition("=")
         scope, _, key = name.rpartition(".")
         value = raw.strip().strip("'\"")
-        # PIP_* variables win over every file, as in pip itself.
-        (from_env if scope == ":env:" else files_first)[key] = value
-    settings = {**files_first, **from_env}
+        if scope == ":env:":
+            from_env[key] = value
+        else:
+            sections.setdefault(scope, {})[key] = value
+    sections["global"] = {**sections.get("global", {}), **from_env}
+    settings = {k: v for section in sections.values() for k, v in section.items()}
     files: set[Path] = set()
     directories: set[Path] = set()
     for key, value in settings.items():
@@ -112,7 +116,10 @@ def host_pip_settings() -> PipSettings:
                 # A local index's pages link to files beside it (../files/...): mount its
                 # parent. A find-links folder holds the files itself.
                 directories.add(path.parent if key.endswith("index-url") else path)
-    conf = "[global]\n" + "".join(f"{key} = {value}\n" for key, value in sorted(settings.items()))
+    conf = "".join(
+        f"[{name}]\n" + "".join(f"{key} = {value}\n" for key, value in sorted(values.items()))
+        for name, values in sorted(sections.items())
+    )
     roots = {d for d in directories if not any(d != o and d.is_relative_to(o) for o in directories)}
     return PipSettings(conf, tuple(sorted(files)), tuple(sorted(roots)))
 
@@ -201,6 +208,7 @@ class Buildah:
             "--network",
             "host",
             "--pull=never",
+            "--force-rm",  # a failed build leaves no working container (a full copy in vfs)
             # docker format: the OCI format has no HEALTHCHECK and buildah would drop it.
             "--format",
             "docker",
