@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from daemon.actuators.base import Actuator, Capacity, ScaleResult
+from daemon.actuators.base import Actuator, Capacity, ScaleResult, clamp
 from daemon.actuators.events import ScaleEvents, scale_event
 from daemon.audit import AuditLog, AuditRecord
 from daemon.core.conformal import grid_index
@@ -72,6 +72,7 @@ WRITE_TIMEOUT_S = 30.0
 # Why a changed decision was not written although the target is active.
 NOT_LEADER = "not leader"
 STOPPING = "stopping"
+AT_OWN_BOUND = "at the target's own bound"
 # How often the tournament's scoreboard is exported to /metrics (seconds of wall time).
 SCORES_EXPORT_S = 60.0
 # How often the whole tournament (tens of KB a target) is saved; the acting state, on which a
@@ -478,6 +479,11 @@ class Reconciler:
         if not self.leadership.is_leader:
             log.debug("not leader: %d not written", decision.desired, extra={"target": self.name})
             return None, None, NOT_LEADER
+        if clamp(decision.desired, capacity.min_size, capacity.max_size) == capacity.desired:
+            # The resource's own bounds, read this tick, already hold what was asked (a window
+            # wanting more instances than exist, an ASG at its MaxSize): sending the write
+            # would only re-read and clamp to the same size again, every tick.
+            return None, None, AT_OWN_BOUND
         # Written, failed or timed out, the size may have changed: the next tick reads it.
         self._size_read = None
         # The lease's write deadline bounds the whole write, and the actuator checks it again
