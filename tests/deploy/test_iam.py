@@ -6,16 +6,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from daemon.kinds.registry import SPECS
+
 POLICY = Path(__file__).resolve().parents[2] / "deploy" / "aws" / "iam-policy.json"
 
-EXPECTED_ACTIONS = {
-    "cloudwatch:GetMetricData",
-    "eks:DescribeNodegroup",
-    "eks:UpdateNodegroupConfig",
-    "autoscaling:DescribeAutoScalingGroups",
-    "autoscaling:SetDesiredCapacity",
-    # floor mode raises the group's MinSize
-    "autoscaling:UpdateAutoScalingGroup",
+# The CloudWatch source (and the idle release's checks) read metrics; every other action is
+# one a target kind declares it needs (KindSpec.permissions, shown in the docs' table of kinds).
+SOURCE_ACTIONS = {"cloudwatch:GetMetricData"}
+EXPECTED_ACTIONS = SOURCE_ACTIONS | {
+    permission.name
+    for spec in SPECS
+    for permission in spec.permissions
+    if permission.system == "aws"
 }
 
 
