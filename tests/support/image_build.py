@@ -208,7 +208,6 @@ class Buildah:
             "--network",
             "host",
             "--pull=never",
-            "--force-rm",  # a failed build leaves no working container (a full copy in vfs)
             # docker format: the OCI format has no HEALTHCHECK and buildah would drop it.
             "--format",
             "docker",
