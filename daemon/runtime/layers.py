@@ -33,8 +33,10 @@ __all__ = [
     "node_shape",
 ]
 
-NODE_MODEL_SUFFIX = "-nodes"
-"""The node-lead forecaster of pod target ``web`` is trained and saved as ``web-nodes``."""
+NODE_MODEL_SUFFIX = "+nodes"
+"""The node-lead forecaster of pod target ``web`` is trained and saved as ``web+nodes``: a
+character no target name may contain, so it never shares a model file (or metric labels) with
+a node target a user named ``web-nodes``, as the Kubernetes example does."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,7 +207,7 @@ def test_layers_for_a_deployment_and_its_node_group(
     assert "nodes (web-nodes, lead time 4m): desired 9; reasons: pods_desired" in lines
     assert "  pods_current: 20 pods -> 3 nodes" in lines
     assert "  pods_desired: 60 pods -> 9 nodes" in lines
-    models = tmp_path / "models" / "web-nodes.json"
+    models = tmp_path / "models" / "web+nodes.json"
     assert any(
         line.startswith(f"  node_forecast: none: no trained model at {models}") for line in lines
     )

@@ -144,7 +144,7 @@ async def test_nodes_are_asked_for_a_node_lead_time_ahead_of_the_pods_they_host(
         await runtime.trainer.start()
     models = factory_harness.tmp_path / "state" / "models"
     # The node-lead model is its own, saved where `elasticd explain` looks for it.
-    assert (models / "web-nodes.json").exists()
+    assert (models / "web+nodes.json").exists()
 
     nodes_at: list[tuple[float, int]] = []
 
