@@ -200,6 +200,8 @@ class Buildah:
 
     def build(self, base: str, pip: PipSettings, tag: str) -> str:
         """Build the repository's Dockerfile on ``base``; returns the build log."""
+        # An interrupted earlier run may have left an untagged image: only disk, drop it.
+        subprocess.run([*self.prefix, "rmi", "--prune"], capture_output=True)
         volumes = [arg for d in pip.directories for arg in ("--volume", f"{d}:{d}:ro")]
         return self(
             "build",
