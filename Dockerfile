@@ -26,7 +26,8 @@ COPY daemon/ ./daemon/
 COPY models/ ./models/
 # Build the wheel and install it non-editable with the daemon's dependencies only (no `plot`
 # extra: matplotlib, fontTools and Pillow draw backtest charts, which nobody does in the image).
-# Then trim what the runtime never reads, which halves the image (733 MB before):
+# Then trim what the runtime never reads (on a bookworm python3 base of 150 MB the image went
+# from 642 MB to 384 MB, with the plot extra out):
 # - pip and setuptools: nothing installs at run time;
 # - the libraries' own test suites and type stubs (about 70 MB, mostly scipy's and numpy's);
 # - symbols in the extension modules (about 20 MB). Not in the *.libs folders: auditwheel
