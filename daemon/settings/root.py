@@ -142,6 +142,11 @@ class Settings(SettingsModel):
                     f"target {link.target!r} is a {kinds[link.target]}; "
                     f"expected a node target ({', '.join(sorted(NODE_KINDS))})",
                 )
+            # A node kind may check the link further (placeholder pods must be sized like
+            # the pods they hold room for).
+            check = getattr(self.target(link.target), "check_node_link", None)
+            if check is not None:
+                check(link, target, f"targets[{index}].node_group")
         return self
 
     def target(self, name: str) -> TargetConfig:

@@ -10,7 +10,6 @@ from kubernetes_asyncio import client
 
 from daemon.actuators.base import Actuator, Capacity
 from daemon.errors import ConflictError, PermanentActuatorError
-from daemon.kinds.placeholder_pods import PlaceholderPodsTarget
 from daemon.kinds.registry import spec_of
 from tests.actuators.conftest import deployment, statefulset
 from tests.actuators.test_scalable import Context, settings_with
@@ -204,20 +203,17 @@ def linked_settings(link_cpu: str = "500m", workload: str = "web") -> Any:
 
 
 def test_a_link_must_size_pods_as_the_placeholders_and_name_a_listed_workload() -> None:
-    """The check the settings run on a node_group link to placeholder pods (when wired in):
-    placeholders sized unlike the pods would hold the wrong nodes, and an unlisted workload's
-    own nodes would be taken for headroom."""
-    from pydantic_core import PydanticCustomError
+    """The settings check a node_group link to placeholder pods: placeholders sized unlike
+    the pods would hold the wrong nodes, and an unlisted workload's own nodes would be taken
+    for headroom. Either is refused at load, naming the link's YAML path."""
+    from pydantic import ValidationError
 
     good = linked_settings()
-    web, nodes = good.target("web"), good.target("web-nodes")
-    assert isinstance(nodes, PlaceholderPodsTarget) and web.node_group is not None
-    nodes.check_node_link(web.node_group, web, "targets[0].node_group")
-
-    for settings, expected in [
-        (linked_settings(link_cpu="1"), "must equal those of placeholder-pods target"),
-        (linked_settings(workload="api"), "deployment shop/api is not among the workloads"),
+    assert good.target("web-nodes").kind == "placeholder-pods"
+    for changes, expected in [
+        ({"link_cpu": "1"}, "must equal those of placeholder-pods target"),
+        ({"workload": "api"}, "deployment shop/api is not among the workloads"),
     ]:
-        web = settings.target("web")
-        with pytest.raises(PydanticCustomError, match=expected):
-            nodes.check_node_link(web.node_group, web, "targets[0].node_group")
+        with pytest.raises(ValidationError, match=expected) as caught:
+            linked_settings(**changes)
+        assert "targets[0].node_group" in str(caught.value)
