@@ -107,6 +107,28 @@ def _mark_switches(result: Backtest, axes: Axes, since: float = -np.inf) -> None
         first = False
 
 
+def _mark_deciding_metric(result: Backtest, axes: Axes, window: NDArray[np.bool_]) -> None:
+    """With several metrics: a strip along the bottom, coloured by the metric that decided
+    each step (the one needing the most units)."""
+    decided = result.plan.decided_by
+    if not decided:
+        return
+    names = np.asarray(decided, dtype=object)
+    colours = ("tab:green", "tab:blue", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+    for index, name in enumerate(sorted(set(decided) - {""})):
+        steps = window & (names == name)
+        axes.scatter(
+            _dates(result.trace.times[steps]),
+            np.full(int(steps.sum()), 0.015),
+            transform=axes.get_xaxis_transform(),
+            marker="|",
+            s=40,
+            color=colours[index % len(colours)],
+            zorder=5,
+            label=f"decided by {name}",
+        )
+
+
 def _capacity_label(unit: str | None) -> str:
     return f"demand and capacity ({unit})" if unit else "demand and capacity (the trace's unit)"
 
@@ -139,6 +161,9 @@ def draw(
     import matplotlib.dates as mdates
 
     report = build_report(result, title) if report is None else report
+    if result.plan.decided_by:
+        # Several metrics are scored together in units: the largest need of any of them.
+        unit = "units: the largest any metric needs"
     trace, config = result.trace, result.config
     unit_capacity = config.unit_capacity
     hpa = _closest(result.baselines["hpa"], result.cost_ratio)
@@ -231,6 +256,7 @@ def draw(
         label="plan short",
     )
     _mark_switches(result, zoom, since=float(trace.times[-1] - ZOOM_S))
+    _mark_deciding_metric(result, zoom, window)
     zoom.set_title("last two days, baselines at about the plan's cost", fontsize=10)
     zoom.xaxis.set_major_formatter(mdates.DateFormatter("%a %H:%M"))  # type: ignore[no-untyped-call]
     zoom.set_ylabel(_capacity_label(unit))

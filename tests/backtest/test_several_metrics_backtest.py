@@ -129,3 +129,20 @@ def test_duplicate_column_names_are_refused(tmp_path: Path) -> None:
     path.write_text("timestamp,a,a\n2026-01-01T00:00:00Z,1,2\n2026-01-01T00:10:00Z,1,2\n")
     with pytest.raises(InputError, match="distinct names"):
         load_metric_traces(path)
+
+
+def test_the_plot_marks_which_metric_decided(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from daemon.backtest.plot import draw
+    from daemon.backtest.report import run_backtest
+    from daemon.backtest.walkforward import MetricReplay, PlanConfig
+
+    write_two_metric_trace(tmp_path / "t.csv")
+    (_, cpu), (_, rps) = load_metric_traces(tmp_path / "t.csv")
+    config = PlanConfig(unit_capacity=CPU_CAPACITY, lead_s=1800.0, warmup_s=3 * 86_400.0)
+    further = (MetricReplay("rps", rps, PlanConfig(RPS_CAPACITY, 1800.0, 3 * 86_400.0)),)
+    result = run_backtest(cpu, config, progress=False, metric="cpu", further=further)
+    figure = draw(result, "two metrics")
+    labels = {text for axes in figure.axes for text in axes.get_legend_handles_labels()[1]}
+    assert {"decided by cpu", "decided by rps"} <= labels
+    assert any("largest any metric needs" in axes.get_ylabel() for axes in figure.axes)
