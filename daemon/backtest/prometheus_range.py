@@ -42,8 +42,8 @@ from daemon.sources.prometheus import (
     MAX_POINTS_PER_REQUEST,
     PrometheusOptions,
     PrometheusSource,
-    _merge,
-    _only_series,
+    merge_chunks,
+    only_series,
     plan_chunks,
 )
 
@@ -70,7 +70,7 @@ class PrometheusRangeReader:
         """``retries``: further tries of a failed request (0 in tests of failures)."""
         # The daemon's source works out the credentials (and registers them as secrets to
         # redact); it opens no connection until used, and is not used beyond this.
-        headers = PrometheusSource.from_config(config, environ=environ)._request_headers()
+        headers = PrometheusSource.from_config(config, environ=environ).request_headers()
         parts = urlsplit(config.url.rstrip("/"))
         # user:password went into the Authorization header; keep them out of every URL.
         netloc = parts.netloc.rpartition("@")[2]
@@ -117,11 +117,11 @@ class PrometheusRangeReader:
         parts = []
         for first, last in self.chunks(start, end, step):
             result = self._query_range(query, first, last, step)
-            part = _only_series(result, named)
+            part = only_series(result, named)
             parts.append(part)
             if progress is not None:
                 progress(len(part.get("values", [])) if part is not None else 0)
-        return _merge(named, parts)
+        return merge_chunks(named, parts)
 
     def close(self) -> None:
         self._client.close()

@@ -279,14 +279,14 @@ class PrometheusSource:
             timestamp, value = _point(result)
             return Sample(timestamp, value)
         if result_type == "vector":
-            series = _only_series(result, query)
+            series = only_series(result, query)
             if series is None:
                 return None
             timestamp, value = _point(series.get("value"))
             return Sample(timestamp, value)
         if result_type == "matrix":
             # A range selector (``x[5m]``) as an instant query: its newest point is the latest.
-            series = _only_series(result, query)
+            series = only_series(result, query)
             if series is None or not series.get("values"):
                 return None
             timestamp, value = _point(series["values"][-1])
@@ -314,7 +314,7 @@ class PrometheusSource:
                 return await self._range_chunk(query, chunk[0], chunk[1], step)
 
         parts = await _gather_all([fetch(chunk) for chunk in chunks])
-        return _merge(query, parts)
+        return merge_chunks(query, parts)
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
@@ -338,7 +338,7 @@ class PrometheusSource:
                 f"query {query.name!r}: range query returned {data.get('resultType')!r}, "
                 f"expected a matrix"
             )
-        return _only_series(data.get("result"), query)
+        return only_series(data.get("result"), query)
 
     async def _call(self, endpoint: str, form: dict[str, str]) -> dict[str, Any]:
         """POST one API call and return its ``data``, mapping every failure to our errors.
@@ -353,7 +353,7 @@ class PrometheusSource:
             raise TransientSourceError(
                 f"Prometheus {endpoint} {error} ({self._display_url})"
             ) from None
-        headers = self._request_headers()
+        headers = self.request_headers()
         session = self._ensure_session()
         try:
             async with session.post(
@@ -399,7 +399,7 @@ class PrometheusSource:
             self._throttle.succeeded(_READ)
         return _parse_response(endpoint, status, body)
 
-    def _request_headers(self) -> dict[str, str]:
+    def request_headers(self) -> dict[str, str]:
         """The configured headers plus this request's Authorization, secrets read now."""
         if self._username is not None:
             password = (
@@ -503,7 +503,7 @@ def _parse_response(endpoint: str, status: int, body: bytes) -> dict[str, Any]:
     raise PermanentSourceError(message)
 
 
-def _only_series(result: Any, query: PromQuery) -> dict[str, Any] | None:
+def only_series(result: Any, query: PromQuery) -> dict[str, Any] | None:
     if not isinstance(result, list):
         raise PermanentSourceError(f"query {query.name!r}: malformed result {result!r:.100}")
     if not result:
@@ -521,7 +521,7 @@ def _only_series(result: Any, query: PromQuery) -> dict[str, Any] | None:
     return series
 
 
-def _merge(query: PromQuery, parts: Sequence[dict[str, Any] | None]) -> Series:
+def merge_chunks(query: PromQuery, parts: Sequence[dict[str, Any] | None]) -> Series:
     present = [part for part in parts if part is not None]
     if not present:
         return Series.empty()
