@@ -104,6 +104,14 @@ def start(path: Path) -> tuple[subprocess.Popen[str], str]:
     raise SystemExit(f"{path.name}: the daemon exited before serving telemetry")
 
 
+def owned_targets(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("elasticd_shard_owned_targets "):
+                return int(float(line.split()[1]))
+    return 0
+
+
 def ready_and_owned(url: str) -> tuple[bool, float | None]:
     try:
         with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
@@ -187,15 +195,18 @@ def main() -> int:
             path.write_text(yaml.safe_dump(text), encoding="utf-8")
             members.append(start(path))
         shares = measure(members, args.targets, window, sharded=True)
+        owned = [owned_targets(url) for _, url in members]
     finally:
         stop(members)
         fake.stop()
     goal = alone / args.members
     for index, share in enumerate(shares):
         verdict = "ok" if share <= goal * 1.15 else "ABOVE"
+        fair = owned[index] / args.targets
         print(
-            f"member m{index}: {share:.1%} of a core = {share / alone:.3f} of one instance "
-            f"(1/N = {1 / args.members:.3f}; within 15 %: {verdict})"
+            f"member m{index}: {owned[index]} targets, {share:.1%} of a core = "
+            f"{share / alone:.3f} of one instance (1/N = {1 / args.members:.3f}; its share of "
+            f"targets {fair:.3f}; within 15 % of 1/N: {verdict})"
         )
     mean = sum(shares) / len(shares)
     print(f"mean member: {mean / alone:.3f} of one instance; all members: {sum(shares):.1%}")
