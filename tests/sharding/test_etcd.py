@@ -152,3 +152,21 @@ def test_explain_names_the_owner_from_the_store(etcd: EtcdServer, tmp_path: Path
     # Sharding off: nothing is said, the output is as before.
     single = parse_settings(simulator_config(tmp_path), "test.yaml")
     assert ownership_lines(single, single.targets[0]) == []
+
+
+async def test_a_member_whose_lease_expired_comes_back_with_a_new_one(
+    open_member: Callable[..., Awaitable[EtcdCoordination]],
+) -> None:
+    # Frozen past its TTL (SIGSTOP): etcd dropped its key; the next renewal must notice the
+    # dead lease and register again, not keep refreshing a lease that no longer exists.
+    a = await open_member("a")
+    b = await open_member("b")
+    await a.renew()
+    await b.renew()
+    began = asyncio.get_running_loop().time()
+    while "b" in (await a.view()).live:
+        assert asyncio.get_running_loop().time() - began < 4 * TTL, "b never expired"
+        await asyncio.sleep(0.25)
+        await a.renew()
+    await b.renew()
+    assert (await a.view()).live == {"a", "b"}
