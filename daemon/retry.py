@@ -17,6 +17,9 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
+SHARED_RNG = random.Random()
+"""The jitter source of every ``RetryPolicy`` not given its own."""
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -28,8 +31,10 @@ class RetryPolicy:
     base_delay: float = 0.2
     #: Seconds; no single backoff exceeds this, so a tick is never stalled for long.
     max_delay: float = 5.0
-    #: Random source; injectable so tests are reproducible.
-    rng: random.Random = field(default_factory=random.Random, compare=False)
+    #: Random source; injectable so tests are reproducible. By default one shared by every
+    #: policy: jitter needs no stream of its own, and a Random is 2.5 KB (the daemon builds
+    #: a policy per target; issue 10's memory budget).
+    rng: random.Random = field(default_factory=lambda: SHARED_RNG, compare=False)
 
     def __post_init__(self) -> None:
         if self.attempts < 1:

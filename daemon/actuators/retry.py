@@ -44,6 +44,7 @@ WRITE_BACKOFF_BASE_S = 5.0
 WRITE_BACKOFF_CAP_S = 300.0
 # A write needs at least this long before the lease deadline to be worth sending.
 MIN_WRITE_WINDOW_S = 0.05
+_SHARED_RNG = random.Random()
 
 
 async def with_retries(
@@ -99,7 +100,8 @@ class WriteGuard:
         self.what = what
         self._base = base_s
         self._cap = cap_s
-        self._rng = rng or random.Random()
+        # One Random for every target's jitter (2.5 KB each; issue 10's memory budget).
+        self._rng = rng or _SHARED_RNG
         self._clock = clock
         self._failures = 0
         self._deferred_until = -math.inf

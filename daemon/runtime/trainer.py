@@ -65,6 +65,7 @@ HISTORY_RETRY_S = 2.0
 HISTORY_RETRY_MAX_S = 300.0
 # Asked-for retrains (a model failed) are at least this far apart.
 RETRAIN_GAP_S = 30.0
+_SHARED_RNG = random.Random()
 
 
 def retry_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
@@ -121,7 +122,8 @@ class ModelTrainer:
         self.history_retry_s = history_retry_s
         self.history_retry_max_s = history_retry_max_s
         self.retrain_gap_s = retrain_gap_s
-        self._rng = rng or random.Random()
+        # One Random for every target's jitter (2.5 KB each; issue 10's memory budget).
+        self._rng = rng or _SHARED_RNG
         self.started = asyncio.Event()
         """Set once history is loaded and a model (saved, fitted or fallback) is in place."""
         self.history_loaded = False
