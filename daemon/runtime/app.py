@@ -41,6 +41,7 @@ from daemon.kinds.base import AwsAccess
 from daemon.kinds.registry import spec_of
 from daemon.leader import AlwaysLeader, Leadership
 from daemon.ratelimit_client import throttle_for
+from daemon.runtime.clock import StepFreeClock
 from daemon.runtime.decision_state import DecisionStateStore
 from daemon.runtime.layers import NODE_MODEL_SUFFIX, LayerBoard, NodeLink, node_shape
 from daemon.runtime.metric_board import MetricBoard
@@ -186,6 +187,8 @@ class Shared:
     )
     """Bounds the history loads running at once across targets."""
     clients: ClientPool = field(default_factory=ClientPool)
+    clock: Clock = field(default_factory=StepFreeClock)
+    """Every target's "now": wall time that a wall-clock step does not move (runtime.clock)."""
     """Prometheus sessions and Kubernetes clients, shared by the targets that use them."""
 
 
@@ -239,7 +242,8 @@ class TargetFactory:
             if isinstance(source_config, SimulatorSourceConfig)
             else None
         )
-        clock: Clock = world.now if world is not None else time.time
+        # The simulator's accelerated clock, or the process's step-free one (runtime.clock).
+        clock: Clock = world.now if world is not None else self.shared.clock
         # Closed in order when the target goes: its adapters first, then its hold on the
         # shared clients under them.
         closers: list[Closer] = []
