@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from daemon.core.tournament import CHALLENGER, MODEL, SEASONAL, model_label
-from daemon.runtime.allocator import trim_heap
+from daemon.runtime.allocator import trim_heap, trim_heap_every
 from models.artifacts import load_model, quarantine, save_model
 from models.calibration import CalibrationSettings
 from models.errors import MissingArtifactError, ModelError
@@ -62,6 +62,7 @@ log = logging.getLogger("elasticd.forecasting")
 # Features look back at most a week plus a lead time plus a day; keep a margin.
 _FEATURE_HISTORY_S = 9 * 86_400.0
 HISTORY_DTYPE = np.float32
+_TRIM_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +450,9 @@ class TargetForecaster:
             return None, forecaster.name
         self._feature_failure = None
         self._features = (index, features)
+        # This is the tick's churn (a week of history copied per target per minute): hand the
+        # pages it leaves free back now and then, as each fit does (see trim_heap_every).
+        trim_heap_every(_TRIM_EVERY_S)
         try:
             value = self._demand(forecaster, features)
         except Exception as error:

@@ -16,6 +16,7 @@ import pytest
 
 import daemon.forecasting
 from daemon.forecasting import ForecastSettings, TargetForecaster
+from daemon.runtime import allocator
 
 # In a fresh process (this one's heap is whatever earlier tests left): on a worker thread,
 # 64 KiB scratch arrays (under the daemon's 128 KiB mmap threshold, so from the thread's malloc
@@ -84,4 +85,35 @@ def test_every_fit_trims_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
     assert forecaster.forecaster_name == "model" and trims == [1]
     forecaster.load_history(times, demand)
     forecaster.train(end)
+    assert trims == [1, 1]
+
+
+def test_ticks_trim_the_heap_at_most_once_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    trims: list[int] = []
+
+    def counted_trim() -> bool:
+        trims.append(1)
+        allocator._LAST_TRIM[0] = clock[0]
+        return True
+
+    clock = [1000.0]
+    monkeypatch.setattr(allocator, "trim_heap", counted_trim)
+    monkeypatch.setattr(allocator, "_clock", lambda: clock[0])
+    monkeypatch.setattr(allocator, "_LAST_TRIM", [-float("inf")])
+    settings = ForecastSettings(
+        step_s=60.0, lead_s=360.0, unit_capacity=50.0, shortfall_target=0.01
+    )
+    forecaster = TargetForecaster(settings)
+    end = 1_767_571_200.0
+    times = end - 60.0 * np.arange(3 * 1440 - 1, -1, -1, dtype=np.float64)
+    forecaster.load_history(times, np.full(times.size, 100.0))
+
+    for minute in range(1, 4):  # a new value each minute: features rebuilt, churn made
+        forecaster.observe(end + 60.0 * minute, 100.0 + minute)
+        assert forecaster.forecast(end + 60.0 * minute)[0] is not None
+        clock[0] += 20.0
+    assert trims == [1]  # 40 s after the first trim: not yet
+    clock[0] += 20.0
+    forecaster.observe(end + 240.0, 50.0)
+    forecaster.forecast(end + 240.0)
     assert trims == [1, 1]
