@@ -333,4 +333,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"({report['plan']['replay_seconds']:.1f}s, {report['plan']['fits']} fits)",
     ]
     lines += [f"{name}: {baseline_figures(base)}" for name, base in report["baselines"].items()]
+    decided = report["plan"].get("metrics", {}).get("decided_share")
+    if decided:
+        shares = ", ".join(f"{name} {100 * share:.1f}%" for name, share in decided.items())
+        lines.append(f"decided by metric: {shares}")
     return lines
