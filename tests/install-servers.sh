@@ -1,44 +1,47 @@
 #!/bin/sh
-# Installs the real servers the tests talk to, when missing. Tests start and stop them.
+# Installs the real servers and tools the tests talk to, when missing; tests start and stop
+# them. One apt transaction for everything missing, while checkov's venv installs beside it
+# (both are network-bound: together they take about as long as the slower one alone).
 set -eu
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
-prometheus --version 2>&1 | head -n 1
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+
 # checkov (tests/deploy/test_kustomize.py) in a venv of its own: its boto3/botocore pins fight
 # the project's aiobotocore. Pinned: a new release adds checks, to be met deliberately.
-CHECKOV_VENV="$(cd "$(dirname "$0")/.." && pwd)/.tools/checkov"
+CHECKOV_VENV="$ROOT/.tools/checkov"
+CHECKOV_PID=""
 if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
-    python3 -m venv "$CHECKOV_VENV"
-    "$CHECKOV_VENV/bin/pip" install -q --disable-pip-version-check "checkov==3.3.30"
+    (
+        python3 -m venv "$CHECKOV_VENV"
+        "$CHECKOV_VENV/bin/pip" install -q --disable-pip-version-check "checkov==3.3.30"
+    ) &
+    CHECKOV_PID=$!
 fi
+
+# command -> Debian package:
+#   prometheus, promtool: the source tests' real Prometheus (backfilled with promtool)
+#   chromium, chromedriver: the status page's browser test (tests/test_status_page.py)
+#   etcd: sharding's etcd backend (tests/sharding/test_etcd.py starts its own on free ports)
+#   mmdebstrap, buildah: tests/deploy/test_image.py builds and runs the image, no Docker engine
+MISSING=""
+for pair in prometheus:prometheus promtool:prometheus chromium:chromium \
+    chromedriver:chromium-driver etcd:etcd-server mmdebstrap:mmdebstrap buildah:buildah; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || MISSING="$MISSING ${pair#*:}"
+done
+if [ -n "$MISSING" ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    PACKAGES="$(printf '%s\n' $MISSING | sort -u | tr '\n' ' ')"
+    echo "installing:$MISSING" | tr -s ' '
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
+fi
+
+if [ -n "$CHECKOV_PID" ]; then
+    wait "$CHECKOV_PID"
+fi
+prometheus --version 2>&1 | head -n 1
 "$CHECKOV_VENV/bin/checkov" --version | sed 's/^/checkov /'
-# Headless Chromium and its driver: the status page's browser test (tests/test_status_page.py).
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
-fi
 chromium --version 2>/dev/null | head -n 1 || true
-# etcd (Debian's etcd-server): sharding's etcd backend (tests/sharding/test_etcd.py) starts its
-# own on 127.0.0.1 on free ports; the packaged service is not used.
-if ! command -v etcd >/dev/null 2>&1; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
-fi
 etcd --version 2>/dev/null | head -n 1 || true
-# mmdebstrap and buildah: tests/deploy/test_image.py builds the Dockerfile and runs the image
-# with no Docker engine (a Debian root as the base image, vfs storage, chroot isolation).
-if ! command -v mmdebstrap >/dev/null 2>&1 || ! command -v buildah >/dev/null 2>&1; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mmdebstrap buildah >/dev/null
-fi
 buildah --version 2>/dev/null | head -n 1 || true
