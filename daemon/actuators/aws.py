@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, Required, TypedDict
 
 import aioboto3
 import aiohttp
@@ -151,6 +151,16 @@ def throttling_of(error: BaseException) -> tuple[bool, float | None]:
     if status == 503 and retry_after is not None:
         throttling = True
     return throttling, retry_after
+
+
+class AwsOptions(TypedDict, total=False):
+    """How an AWS actuator reaches its service: every ``AwsSizeActuator`` takes these."""
+
+    region: Required[str]
+    endpoint_url: str | None
+    session: aioboto3.Session | None
+    client_config: Config | None
+    retry: RetryPolicy | None
 
 
 class AwsClient:

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
-import aioboto3
-from botocore.config import Config
-
-from daemon.actuators.aws import AwsClient
+from daemon.actuators.aws import AwsClient, AwsOptions
 from daemon.actuators.base import Capacity, ScaleResult, clamp
-from daemon.actuators.retry import RetryPolicy, WriteGuard, check_expected
+from daemon.actuators.retry import WriteGuard, check_expected
 
 __all__ = ["AwsSizeActuator", "SizeState", "WriteRequest"]
 
@@ -47,23 +44,8 @@ class AwsSizeActuator(ABC):
     service: ClassVar[str]
     """The boto3 service (``autoscaling``, ``ecs``...)."""
 
-    def __init__(
-        self,
-        *,
-        region: str,
-        endpoint_url: str | None = None,
-        session: aioboto3.Session | None = None,
-        client_config: Config | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self.client = AwsClient(
-            self.service,
-            region=region,
-            endpoint_url=endpoint_url,
-            session=session,
-            client_config=client_config,
-            retry=retry,
-        )
+    def __init__(self, **aws: Unpack[AwsOptions]) -> None:
+        self.client = AwsClient(self.service, **aws)
         self._guard = WriteGuard(self.describe())
 
     @abstractmethod

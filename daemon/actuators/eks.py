@@ -6,15 +6,11 @@ read compared with the size the decision was made on (see :mod:`daemon.actuators
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
-import aioboto3
-from botocore.config import Config
-
-from daemon.actuators.aws import AwsClient
+from daemon.actuators.aws import AwsClient, AwsOptions
 from daemon.actuators.aws_size import AwsSizeActuator, SizeState, WriteRequest
 from daemon.actuators.base import Capacity
-from daemon.actuators.retry import RetryPolicy
 
 
 class EksNodegroupActuator(AwsSizeActuator):
@@ -31,22 +27,11 @@ class EksNodegroupActuator(AwsSizeActuator):
         self,
         cluster: str,
         nodegroup: str,
-        *,
-        region: str,
-        endpoint_url: str | None = None,
-        session: aioboto3.Session | None = None,
-        client_config: Config | None = None,
-        retry: RetryPolicy | None = None,
+        **aws: Unpack[AwsOptions],
     ) -> None:
         self.cluster = cluster
         self.nodegroup = nodegroup
-        super().__init__(
-            region=region,
-            endpoint_url=endpoint_url,
-            session=session,
-            client_config=client_config,
-            retry=retry,
-        )
+        super().__init__(**aws)
 
     def describe(self) -> str:
         return f"eks nodegroup {self.cluster}/{self.nodegroup}"

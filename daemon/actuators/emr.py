@@ -7,14 +7,11 @@ and a fresh read compared with the size the decision was made on (``AwsSizeActua
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
-import aioboto3
-from botocore.config import Config
-
+from daemon.actuators.aws import AwsOptions
 from daemon.actuators.aws_size import AwsSizeActuator, SizeState, WriteRequest
 from daemon.actuators.base import Capacity
-from daemon.actuators.retry import RetryPolicy
 from daemon.errors import PermanentActuatorError
 
 __all__ = ["ROLES", "EmrInstanceGroupActuator", "EmrManagedScalingFloorActuator"]
@@ -41,22 +38,11 @@ class EmrInstanceGroupActuator(AwsSizeActuator):
         self,
         cluster_id: str,
         group: str,
-        *,
-        region: str,
-        endpoint_url: str | None = None,
-        session: aioboto3.Session | None = None,
-        client_config: Config | None = None,
-        retry: RetryPolicy | None = None,
+        **aws: Unpack[AwsOptions],
     ) -> None:
         self.cluster_id = cluster_id
         self.group = group
-        super().__init__(
-            region=region,
-            endpoint_url=endpoint_url,
-            session=session,
-            client_config=client_config,
-            retry=retry,
-        )
+        super().__init__(**aws)
 
     def describe(self) -> str:
         return f"emr instance group {self.cluster_id}/{self.group}"
@@ -134,21 +120,10 @@ class EmrManagedScalingFloorActuator(AwsSizeActuator):
     def __init__(
         self,
         cluster_id: str,
-        *,
-        region: str,
-        endpoint_url: str | None = None,
-        session: aioboto3.Session | None = None,
-        client_config: Config | None = None,
-        retry: RetryPolicy | None = None,
+        **aws: Unpack[AwsOptions],
     ) -> None:
         self.cluster_id = cluster_id
-        super().__init__(
-            region=region,
-            endpoint_url=endpoint_url,
-            session=session,
-            client_config=client_config,
-            retry=retry,
-        )
+        super().__init__(**aws)
 
     def describe(self) -> str:
         return f"emr cluster {self.cluster_id} managed scaling floor"

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, Unpack
 
-import aioboto3
-from botocore.config import Config
 from kubernetes_asyncio import client
 
 from daemon.actuators.autoscaling_group import describe_group, healthy_in_service
+from daemon.actuators.aws import AwsOptions
 from daemon.actuators.aws_size import AwsSizeActuator, SizeState, WriteRequest
 from daemon.actuators.base import Capacity, ScaleResult, clamp
 from daemon.actuators.eks import describe_scaling
@@ -186,21 +185,10 @@ class AsgFloorActuator(AwsSizeActuator):
     def __init__(
         self,
         group_name: str,
-        *,
-        region: str,
-        endpoint_url: str | None = None,
-        session: aioboto3.Session | None = None,
-        client_config: Config | None = None,
-        retry: RetryPolicy | None = None,
+        **aws: Unpack[AwsOptions],
     ) -> None:
         self.group_name = group_name
-        super().__init__(
-            region=region,
-            endpoint_url=endpoint_url,
-            session=session,
-            client_config=client_config,
-            retry=retry,
-        )
+        super().__init__(**aws)
 
     def describe(self) -> str:
         return f"auto scaling group {self.group_name} floor"
@@ -241,22 +229,11 @@ class NodegroupFloorActuator(AwsSizeActuator):
         self,
         cluster: str,
         nodegroup: str,
-        *,
-        region: str,
-        endpoint_url: str | None = None,
-        session: aioboto3.Session | None = None,
-        client_config: Config | None = None,
-        retry: RetryPolicy | None = None,
+        **aws: Unpack[AwsOptions],
     ) -> None:
         self.cluster = cluster
         self.nodegroup = nodegroup
-        super().__init__(
-            region=region,
-            endpoint_url=endpoint_url,
-            session=session,
-            client_config=client_config,
-            retry=retry,
-        )
+        super().__init__(**aws)
 
     def describe(self) -> str:
         return f"eks nodegroup {self.cluster}/{self.nodegroup} floor"

@@ -34,15 +34,13 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
-import aioboto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from daemon.actuators.aws import AwsOptions
 from daemon.actuators.aws_size import AwsSizeActuator, SizeState, WriteRequest
 from daemon.actuators.base import Capacity, ScaleResult
-from daemon.actuators.retry import RetryPolicy
 from daemon.errors import PermanentActuatorError, TransientActuatorError
 
 log = logging.getLogger(__name__)
@@ -64,13 +62,9 @@ class LambdaConcurrencyActuator(AwsSizeActuator):
         function_name: str,
         qualifier: str,
         *,
-        region: str,
-        endpoint_url: str | None = None,
-        session: aioboto3.Session | None = None,
-        client_config: Config | None = None,
-        retry: RetryPolicy | None = None,
         allocation_timeout: float = DEFAULT_ALLOCATION_TIMEOUT_S,
         wall_clock: Callable[[], float] = time.time,
+        **aws: Unpack[AwsOptions],
     ) -> None:
         """``allocation_timeout``: seconds an allocation may stay IN_PROGRESS before it is
         reported as stuck; ``wall_clock``: epoch seconds, compared with ``LastModified``."""
@@ -79,13 +73,7 @@ class LambdaConcurrencyActuator(AwsSizeActuator):
         self.allocation_timeout = allocation_timeout
         self._wall_clock = wall_clock
         self._last_status: str | None = None
-        super().__init__(
-            region=region,
-            endpoint_url=endpoint_url,
-            session=session,
-            client_config=client_config,
-            retry=retry,
-        )
+        super().__init__(**aws)
 
     def describe(self) -> str:
         return f"lambda {self.function_name}:{self.qualifier} provisioned concurrency"

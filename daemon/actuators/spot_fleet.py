@@ -10,15 +10,11 @@ and a fresh read compared with the size the decision was made on (see
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
-import aioboto3
-from botocore.config import Config
-
-from daemon.actuators.aws import AwsClient
+from daemon.actuators.aws import AwsClient, AwsOptions
 from daemon.actuators.aws_size import AwsSizeActuator, SizeState, WriteRequest
 from daemon.actuators.base import Capacity
-from daemon.actuators.retry import RetryPolicy
 from daemon.errors import PermanentActuatorError, TransientActuatorError
 
 # States in which the request's capacity may be changed, and states in which an earlier
@@ -42,21 +38,10 @@ class SpotFleetActuator(AwsSizeActuator):
     def __init__(
         self,
         request_id: str,
-        *,
-        region: str,
-        endpoint_url: str | None = None,
-        session: aioboto3.Session | None = None,
-        client_config: Config | None = None,
-        retry: RetryPolicy | None = None,
+        **aws: Unpack[AwsOptions],
     ) -> None:
         self.request_id = request_id
-        super().__init__(
-            region=region,
-            endpoint_url=endpoint_url,
-            session=session,
-            client_config=client_config,
-            retry=retry,
-        )
+        super().__init__(**aws)
 
     def describe(self) -> str:
         return f"spot fleet {self.request_id}"
