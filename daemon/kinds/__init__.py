@@ -6,4 +6,4 @@ its ``explain`` lines (``KindSpec``). Adding a kind touches its own module plus 
 # ``daemon.settings.target_base``: loading the settings first, whichever side is imported
 # first, lets both finish (a kind module imported alone would otherwise meet a half-built
 # ``daemon.settings`` mid-cycle).
-import daemon.settings  # noqa: E402, F401
+import daemon.settings  # noqa: F401
