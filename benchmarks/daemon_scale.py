@@ -136,6 +136,64 @@ targets: history and forecast record ~92 KB, model 27 KB, Prometheus metrics ~20
 Retraining, outside the window, would add ~5 % of a core for the fits and ~3 % (estimated) for
 reading each window from Prometheus at the old hourly cadence; the default is now every 6 h
 (~1.3 % + ~0.5 %), the backtest's numbers come from daily retrains.
+
+Issue 10, 2026-12-04 (same 2-core shared VM, 1,000 targets, 120 s window). Since run D every
+target runs the policy tournament (``benchmarks/README.md``: 414 MB, peak 428, CPU 17 %) and
+keeps a status-page ring; measured again before any change here, then after:
+
+=====================================  =================  =================  =================
+1000 targets                           before (E)         F                  G (now)
+=====================================  =================  =================  =================
+READY after                            1,494 s (*)        351 s              330 s
+start-up fits mean / max               0.64 / 2.76 s (*)  0.16 / 0.43 s      0.18 / 0.53 s
+daemon CPU, steady state               13.7 %             14.7 %             15.5 %
+RSS mean / max (steady state)          432 / 433 MB       398 / 401 MB       396 / 399 MB
+peak RSS (VmHWM, with start-up)        446 MB             401 MB             410 MB
+tick p50 / p99                         4.1 / 237 ms (*)   3.0 / 23.0 ms      3.3 / 23.9 ms
+rest of the machine, load average      133 %, 7.1 -> 3.4  52 %, 2.2 -> 1.4   90 %, 2.5 -> 1.8
+=====================================  =================  =================  =================
+
+(*) load average ~10 during E's start-up (several test suites beside it); CPU in the window is
+noise of a few points either way, RSS is not (run to run about 7 MB).
+
+F: the C heap trimmed after each fit; per-target tick and training histograms as one array
+each; one jitter ``Random`` per module instead of three per target. G: F, plus Prometheus range
+reads parsed straight into one array, and the heap trimmed at most once a minute from the ticks.
+
+Where it went, and what each change did:
+
+- Fits pinned freed memory (the largest item). A fit runs on a worker thread, so its
+  scratch under the 128 KiB mmap threshold (scikit-learn's per-node histograms and the like)
+  comes from that thread's malloc arena, and the model it keeps (27 KB of tree arrays) stays in
+  the same arena among the holes: glibc's ``malloc_stats`` at 200 targets showed the worker
+  arenas at 14.3 MB mapped for 5.8 MB in use. ``malloc_trim(0)`` after each fit
+  (``daemon/runtime/allocator.py``) returns every whole free page of every arena (about a
+  millisecond once the holes are few): 300 targets 290 -> 282 MB steady (peak 301 -> 293) in a
+  paired run; at 1,000 targets most of the 34 MB between E and F. Between fits the ticks'
+  churn let RSS creep ~10 MB in two minutes after the last start-up fit (at 1,000 targets a fit
+  every ~20 s trims it anyway at the 6 h cadence), hence the once-a-minute trim in G.
+- prometheus_client children: a labelled Histogram is 3.7 KB a target (a value object and a
+  lock per bucket); the tick and training histograms are now an ``array`` each (~0.2 KB),
+  exported at scrape time with the same series (``_created`` dropped): ~7 MB.
+- ``random.Random()`` per target in the trainer, the write guard and the retry policy: 2.9 KB
+  each (the Mersenne Twister state), 8.7 MB at 1,000 targets, for jitter only.
+- Range reads built a list of (time, value) tuples beside the parsed JSON (~110 B a point); at
+  start-up eight 9-day loads run at once and pymalloc keeps arenas a long-lived object landed
+  in (``PYTHONMALLOCSTATS``: 84 -> 108 arenas of 1 MiB in the first seconds of history loads
+  at 200 targets). Now one array straight from the JSON: 178 -> < 80 B a point at the peak.
+- Not changed: imports, ~201 MB for ``import daemon.commands.run`` (scikit-learn with scipy
+  ~104 MB, needed for fits: ``sklearn.base`` imports ``scipy.stats`` through
+  ``sklearn.utils.fixes``; kubernetes_asyncio ~35 MB, its client package imports every model;
+  aiohttp 19, numpy 15; aioboto3/botocore 7 MB, imported at module level in about ten files
+  other engineers own; kubernetes_validate and jsonschema 4 MB, only because the dev venv has
+  them: kubernetes_asyncio.dynamic imports them when installed, the image does not). No
+  pandas, matplotlib or PIL (``tests/runtime/test_daemon_imports.py``). ``python -OO`` would
+  drop 21 MB of docstrings but also the asserts. Per target, tracemalloc in process: history
+  52-57 KB (nine days float32, pinned by a test), two conformal rings 40 KB (float16, a week),
+  trees 26 KB, status ring 8.6 KB, conformal pending forecasts ~3 KB, candidates ~5 KB. Not in
+  this window but in a long-running daemon: while a challenger is on trial after a retrain its
+  ring and trees add ~47 KB to that target, and the status rings' pages are all touched
+  after 90 minutes; neither is measured here.
 """
 
 from __future__ import annotations
