@@ -8,6 +8,7 @@ targets (``benchmarks/daemon_scale.py``).
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -49,7 +50,7 @@ print((before - rss_kb()) / 1024)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim, Linux")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_trim_heap_returns_the_holes_a_worker_thread_left() -> None:
     environment = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
     result = subprocess.run(
