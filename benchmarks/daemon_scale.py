@@ -141,20 +141,23 @@ Issue 10, 2026-12-04 (same 2-core shared VM, 1,000 targets, 120 s window). Since
 target runs the policy tournament (``benchmarks/README.md``: 414 MB, peak 428, CPU 17 %) and
 keeps a status-page ring; measured again before any change here, then after:
 
-=====================================  =================  =================  =================
-1000 targets                           before (E)         F                  G (now)
-=====================================  =================  =================  =================
-READY after                            1,494 s (*)        351 s              330 s
-start-up fits mean / max               0.64 / 2.76 s (*)  0.16 / 0.43 s      0.18 / 0.53 s
-daemon CPU, steady state               13.7 %             14.7 %             15.5 %
-RSS mean / max (steady state)          432 / 433 MB       398 / 401 MB       396 / 399 MB
-peak RSS (VmHWM, with start-up)        446 MB             401 MB             410 MB
-tick p50 / p99                         4.1 / 237 ms (*)   3.0 / 23.0 ms      3.3 / 23.9 ms
-rest of the machine, load average      133 %, 7.1 -> 3.4  52 %, 2.2 -> 1.4   90 %, 2.5 -> 1.8
-=====================================  =================  =================  =================
+===================  ===============  =============  =============  =============
+1000 targets         before (E)       F              G (now)        G again (H)
+===================  ===============  =============  =============  =============
+READY after          1,494 s (*)      351 s          330 s          336 s
+fits mean / max      0.64/2.76 s (*)  0.16 / 0.43 s  0.18 / 0.53 s  0.18 / 0.44 s
+CPU, steady state    13.7 %           14.7 %         15.5 %         16.6 %
+RSS mean / max       432 / 433 MB     398 / 401 MB   396 / 399 MB   396 / 398 MB
+peak RSS (start-up)  446 MB           401 MB         410 MB         409 MB
+tick p50 / p99 ms    4.1 / 237 (*)    3.0 / 23.0     3.3 / 23.9     3.0 / 22.4
+others, load avg     133 %, 7.1-3.4   52 %, 2.2-1.4  90 %, 2.5-1.8  22 %, 2.4-1.2
+===================  ===============  =============  =============  =============
 
 (*) load average ~10 during E's start-up (several test suites beside it); CPU in the window is
-noise of a few points either way, RSS is not (run to run about 7 MB).
+noise of a few points either way (the once-a-minute trim costs ~1 ms, 0.002 % of a core), RSS
+is not (run to run about 7 MB; G's two runs agree within 1 MB). "others": the rest of the
+machine's CPU in the window, and the load average at its start and end. The steady state meets
+400 MB by only a few MB; the start-up peak (history loads and fits, ~410 MB) does not.
 
 F: the C heap trimmed after each fit; per-target tick and training histograms as one array
 each; one jitter ``Random`` per module instead of three per target. G: F, plus Prometheus range
