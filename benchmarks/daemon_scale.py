@@ -195,8 +195,10 @@ Where it went, and what each change did:
   52-57 KB (nine days float32, pinned by a test), two conformal rings 40 KB (float16, a week),
   trees 26 KB, status ring 8.6 KB, conformal pending forecasts ~3 KB, candidates ~5 KB. Not in
   this window but in a long-running daemon: while a challenger is on trial after a retrain its
-  ring and trees add ~47 KB to that target, and the status rings' pages are all touched
-  after 90 minutes; neither is measured here.
+  ring and trees add ~47 KB to that target, and a canary lasts 3 h to 2 days with a fit every
+  6 h, so most targets carry one most of the time: expect ~440 MB after the first retrains
+  (estimated from the in-process sizes, not measured here; the next lever is the challenger's
+  copy of the champion's ring, or a shorter window for it).
 """
 
 from __future__ import annotations
