@@ -342,6 +342,13 @@ class Telemetry:
             ("target", "kind"),
             registry=registry,
         )
+        self.shortfall_target = Gauge(
+            "elasticd_shortfall_target",
+            "The target's shortfall_target: the share of ticks it accepts being short (the "
+            "short-share alert compares elasticd_short_steps_total with it).",
+            t,
+            registry=registry,
+        )
         self.time_to_ready = Gauge(
             "elasticd_time_to_ready_seconds",
             "Seconds the last scale-up took from the write until its units were ready; above "
@@ -512,6 +519,7 @@ class Telemetry:
             self.external_overrides,
             self.fenced_writes,
             self.time_to_ready,
+            self.shortfall_target,
             self.tick_duration,
             self.training_duration,
         ):

@@ -159,6 +159,7 @@ class Reconciler:
         self.layers = layers
         self._layer_floors: Recommendations = ()
         self.metric_board = metric_board
+        telemetry.shortfall_target.labels(target.name).set(target.shortfall_target)
         self.metric = metric_name(target)
         self._companions = tuple(metric.name for metric in target.metrics[1:])
         self.settings: PlannerSettings = planner_settings(target)

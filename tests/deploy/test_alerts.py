@@ -47,11 +47,25 @@ def alerts() -> list[dict[str, Any]]:
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
 
 
+# `<query> <comparison> on (labels) <query>`: a per-target threshold (the target's own
+# shortfall_target, say); both sides must return data, and for the same label sets.
+_VECTOR_COMPARISON = re.compile(
+    r"^(?P<query>.*?\S)\s*(?:==|!=|>=|<=|>|<)\s*on\s*\((?P<labels>[^)]*)\)\s*(?P<right>.*\S)\s*$",
+    re.DOTALL,
+)
+
+
 def alert_query(expr: str) -> str:
     """The query an alert compares, without the comparison: what must return data while
-    elasticd runs. ``absent(x)`` returns data only when ``x`` is missing, so it gives ``x``."""
+    elasticd runs. ``absent(x)`` returns data only when ``x`` is missing, so it gives ``x``;
+    a comparison with another query gives both, joined on the labels they are matched on."""
+    vector = _VECTOR_COMPARISON.match(expr.strip())
+    if vector and not _COMPARISON.match(expr.strip()):
+        return f"({vector['query']}) and on ({vector['labels']}) ({vector['right']})"
     match = _COMPARISON.match(expr.strip())
-    assert match, f"not `<query> <comparison> <number>`: {expr}"
+    assert match, (
+        f"not `<query> <comparison> <number>` or `<query> <comparison> on (...) <query>`: {expr}"
+    )
     query = match["query"].strip()
     absent = re.fullmatch(r"absent\((?P<inner>.*)\)", query, re.DOTALL)
     return absent["inner"] if absent else query
