@@ -21,7 +21,9 @@ class MetricPost:
     metric: str
     desired: int
     at: float
+    """When it was decided, on the targets' clock."""
     expires: float
+    """When it lapses, on the clock ``metric_floor``'s ``now`` is read from."""
     valid: bool
     """False when the metric's own demand was missing or stale (its tick held, not decided)."""
 

@@ -264,8 +264,10 @@ class Reconciler:
         metric_floor = None
         if self.metric_board is not None and self._companions:
             # The HPA's rule over several metrics: the largest need; an invalid metric holds.
+            # Freshness on the monotonic clock, as the posts' expiry: the targets' own clock
+            # may run faster (the simulator) or be another's (a test's).
             metric_floor = self.metric_board.floor(
-                self.name, self._companions, now, capacity.desired
+                self.name, self._companions, time.monotonic(), capacity.desired
             )
             low = min(max(low, metric_floor.units), high)
         outcome = self.tournament.step(
@@ -304,8 +306,9 @@ class Reconciler:
                     self.metric or self.name,
                     result.decision.desired,
                     now,
-                    # Missing a few ticks means the metric is not being read: invalid.
-                    now + METRIC_POST_TICKS * self.interval_s,
+                    # Missing a few ticks (wall time, as interval_s) means the metric is not
+                    # being read: invalid.
+                    time.monotonic() + METRIC_POST_TICKS * self.interval_s,
                     valid,
                 ),
             )
