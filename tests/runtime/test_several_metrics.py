@@ -138,11 +138,13 @@ async def test_the_largest_metric_decides_and_an_invalid_one_blocks_scale_down(
         await web.reconciler.tick()
         assert replicas() >= high, "scaled down while a metric was invalid"
         clock.now += 60
-    # rps answers again (demand back at its base): the target may now come down.
+    # rps answers again (demand back at its base): the target may now come down. The target
+    # ticks first now, reading the post its companion made a (simulated) minute before: a
+    # post's freshness is wall time, not the targets' clock, which may run far faster.
     source.rps_up = True
     for _ in range(40):
-        await companion.reconciler.tick()
         await web.reconciler.tick()
+        await companion.reconciler.tick()
         clock.now += 60
     assert replicas() < high
 
