@@ -176,10 +176,13 @@ async def once(
         built: Mapping[str, TargetRuntime], failed: Mapping[str, ElasticdError]
     ) -> tuple[list[TargetOutcome], list[IdleOutcome]]:
         await _await_leadership(supervisor, settings)
-        passes = await asyncio.gather(
-            *(_target_pass(settings, runtime) for runtime in built.values())
-        )
-        done = dict(zip(built, passes, strict=True))
+        # Further metrics' companions first: their targets read what they post this pass
+        # (a target without its companions' posts holds, as on any missing metric).
+        companion = {name: settings.target(name).metric_of is not None for name in built}
+        done: dict[str, TargetOutcome] = {}
+        for wave in ([n for n in built if companion[n]], [n for n in built if not companion[n]]):
+            passes = await asyncio.gather(*(_target_pass(settings, built[n]) for n in wave))
+            done.update(zip(wave, passes, strict=True))
         for name, error in failed.items():
             log.error(
                 "target not built: %s", error, extra={"target": name, "event": "build_failed"}

@@ -222,3 +222,33 @@ def test_exit_status_is_one_when_any_target_failed() -> None:
     assert failed.line() == "b: FAILED capacity read failed (transient): boom"
     held = TargetOutcome("c", ok=True, current=3, desired=5, reason="forecast", skipped="x")
     assert held.line() == "c: 3 -> 5 (forecast) not written (x)"
+
+
+def test_a_pass_decides_on_every_metric_of_a_target(
+    tmp_path: Path, fake_kube: FakeKubeProcess
+) -> None:
+    """A target with two metrics: its companion ticks first in a pass and posts what its
+    metric needs, so the target raises to it in the same pass (run concurrently, the target
+    could tick before the post and hold, as on any missing metric)."""
+    config = _config(tmp_path, fake_kube.url, broken=False)
+    settings = yaml.safe_load(config.read_text())
+    web = settings["targets"][0]
+    del web["unit_capacity"]
+    # The simulator serves one demand to both: rps's smaller unit capacity needs ten times
+    # the units cpu does, so rps decides.
+    web["metrics"] = [
+        {"name": "cpu", "unit_capacity": 500},
+        {"name": "rps", "unit_capacity": 50},
+    ]
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+
+    code, printed, logged = _once(config)
+
+    assert code == 0, logged
+    outcomes = {line["target"]: line for line in printed}
+    assert set(outcomes) == {"web", "web.rps"}
+    assert outcomes["web.rps"]["written"] is False  # a companion never writes
+    web_line = outcomes["web"]
+    assert web_line["desired"] == outcomes["web.rps"]["desired"] > 2
+    assert web_line["reason"] == "metric=rps"
+    assert _replicas(fake_kube) == web_line["desired"]
