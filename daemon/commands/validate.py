@@ -36,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
             where = "" if isinstance(error, ConfigFileError) else f"{name}: "
             print(f"elasticd: {where}{error}", file=sys.stderr)
             continue
-        count = len(settings.targets)
-        print(f"{name}: ok ({count} target{'' if count == 1 else 's'})")
+        # Companions of further metrics are targets to the daemon, not to the file's author.
+        count = sum(1 for target in settings.targets if target.metric_of is None)
+        further = len(settings.targets) - count
+        extra = f", {further} further metric{'' if further == 1 else 's'}" if further else ""
+        print(f"{name}: ok ({count} target{'' if count == 1 else 's'}{extra})")
     return 1 if failed else 0
