@@ -384,8 +384,8 @@ def metric_replays(
         )
     further: list[MetricReplay] = []
     for name, trace in traces[1:]:
-        if name in companions:
-            own = plan_config(args, (loaded[0], companions[name]))  # type: ignore[index]
+        if loaded is not None and name in companions:
+            own = plan_config(args, (loaded[0], companions[name]))
         else:
             planner = dataclasses.replace(config.planner_settings(), unit_capacity=capacities[name])
             own = dataclasses.replace(config, unit_capacity=capacities[name], planner=planner)
