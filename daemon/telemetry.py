@@ -628,6 +628,7 @@ class HealthState:
         self._last_beat: float | None = None
         self._last_lag_s = 0.0
         self._targets: tuple[str, ...] = ()
+        self._none_is_ready = False
         self._models: set[str] = set()
         self._sources: set[str] = set()
         self._states: dict[str, _TargetHealth] = {}
@@ -653,9 +654,12 @@ class HealthState:
 
     # What targets report
 
-    def set_targets(self, targets: Iterable[str]) -> None:
-        """The configured targets; state of targets no longer configured is dropped."""
+    def set_targets(self, targets: Iterable[str], *, none_is_ready: bool = False) -> None:
+        """The configured targets; state of targets no longer configured is dropped.
+        ``none_is_ready``: having none is fine (a sharded member the ring gives no target now
+        is a healthy standby, not a broken daemon)."""
         self._targets = tuple(dict.fromkeys(targets))
+        self._none_is_ready = none_is_ready
         configured = set(self._targets)
         self._models &= configured
         self._sources &= configured
@@ -748,7 +752,7 @@ class HealthState:
         reasons: list[str] = []
         if self._stopping:
             reasons.append("shutting down")
-        if not self._targets:
+        if not self._targets and not self._none_is_ready:
             reasons.append("no targets configured")
         now = self._monotonic()
         states = {target: self._states.get(target) for target in self._targets}

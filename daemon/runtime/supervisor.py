@@ -240,7 +240,7 @@ class Supervisor:
             if runtime.name not in wanted:
                 self.telemetry.forget_target(runtime.name)
         self.settings = settings
-        self.health.set_targets(wanted)
+        self.health.set_targets(wanted, none_is_ready=self.shard is not None)
         self.telemetry.status.configure(settings)
         for name, runtime in built.items():
             self.targets[name] = runtime

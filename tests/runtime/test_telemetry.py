@@ -480,3 +480,13 @@ def test_the_scoreboard_is_exported_per_policy_and_forgotten_with_its_target() -
     telemetry.forget_target("web")
     assert value("elasticd_policy_score", {"target": "web", "policy": "model"}) is None
     assert value("elasticd_policy_switches_total", {"target": "web", "kind": "switch"}) is None
+
+
+def test_a_sharded_member_with_no_target_now_is_ready_but_a_daemon_without_targets_is_not() -> None:
+    standby = HealthState()
+    standby.set_targets([], none_is_ready=True)
+    assert standby.readiness().ready
+    empty = HealthState()
+    empty.set_targets([])
+    readiness = empty.readiness()
+    assert not readiness.ready and "no targets configured" in readiness.reasons
