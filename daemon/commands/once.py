@@ -34,15 +34,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daemon.commands.run import load_for_daemon
 from daemon.conventions import CONFIG_ENV, DEFAULT_CONFIG, resolve_config
-from daemon.errors import ConfigError, ElasticdError
-from daemon.runtime.allocator import fix_mmap_threshold
+from daemon.errors import ElasticdError
 from daemon.runtime.janitor import IdleOutcome, idle_pass
-from daemon.runtime.logging import configure_logging
 from daemon.runtime.reconciler import TickReport
 from daemon.runtime.supervisor import Supervisor
 from daemon.runtime.target import TargetRuntime
-from daemon.settings import ConfigFileError, Settings, load_settings
+from daemon.settings import Settings
 from daemon.sources.policy import Rule
 
 if TYPE_CHECKING:
@@ -122,22 +121,9 @@ def register(subparsers: SubParsers) -> None:
 def run_once_command(args: argparse.Namespace) -> int:
     location = resolve_config(args.config_option or args.config)
     name = str(location.path)
-    configure_logging("auto")
-    try:
-        settings = load_settings(name)
-    except ConfigError as error:
-        where = "" if isinstance(error, ConfigFileError) else f"{name}: "
-        hint = location.missing_hint() if not location.path.exists() else ""
-        log.error(
-            "invalid configuration: %s%s%s",
-            where,
-            error,
-            hint,
-            extra={"event": "config_error", "file": name, "path": error.path},
-        )
+    settings = load_for_daemon(location)
+    if settings is None:
         return EXIT_CONFIG
-    configure_logging(settings.log_format)
-    fix_mmap_threshold()
     try:
         outcomes, released = asyncio.run(once(Path(name), settings))
     except (ElasticdError, OSError) as error:

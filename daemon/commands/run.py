@@ -13,6 +13,7 @@ from daemon.conventions import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
     WATCH_INTERVAL_ENV,
+    ConfigLocation,
     resolve_config,
     resolve_watch_interval,
 )
@@ -20,7 +21,7 @@ from daemon.errors import ConfigError
 from daemon.runtime.allocator import fix_mmap_threshold
 from daemon.runtime.logging import configure_logging
 from daemon.runtime.supervisor import Supervisor
-from daemon.settings import ConfigFileError, load_settings
+from daemon.settings import ConfigFileError, Settings, load_settings
 
 if TYPE_CHECKING:
     from daemon.commands import SubParsers
@@ -63,6 +64,21 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"elasticd run: {error}", file=sys.stderr)
         return 2
+    settings = load_for_daemon(location)
+    if settings is None:
+        return EXIT_CONFIG
+    supervisor = Supervisor(Path(name), settings, watch_interval_s=watch_interval_s)
+    try:
+        return asyncio.run(supervisor.run())
+    finally:
+        supervisor.last_resort.cancel()
+
+
+def load_for_daemon(location: ConfigLocation) -> Settings | None:
+    """The settings at ``location``, with logging and the allocator set up from them, as
+    ``run`` and ``once`` start; ``None`` after logging why the file cannot be used (its YAML
+    path, and where the path came from when the file is missing)."""
+    name = str(location.path)
     # Until the file is read its log_format is unknown: use the automatic choice meanwhile.
     configure_logging("auto")
     try:
@@ -77,11 +93,7 @@ def run(args: argparse.Namespace) -> int:
             hint,
             extra={"event": "config_error", "file": name, "path": error.path},
         )
-        return EXIT_CONFIG
+        return None
     configure_logging(settings.log_format)
     fix_mmap_threshold()
-    supervisor = Supervisor(Path(name), settings, watch_interval_s=watch_interval_s)
-    try:
-        return asyncio.run(supervisor.run())
-    finally:
-        supervisor.last_resort.cancel()
+    return settings
