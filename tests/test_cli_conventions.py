@@ -95,6 +95,25 @@ def test_run_names_the_missing_config_and_where_the_path_came_from(
     assert "$ELASTICD_CONFIG" in err
 
 
+def test_validate_and_explain_read_the_file_run_would_read(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``validate`` then ``run`` must check the same file: without one named, both take
+    ``$ELASTICD_CONFIG`` (then the default path), and so does ``explain``."""
+    monkeypatch.setenv("ELASTICD_CONFIG", str(LOCAL))
+    assert main(["validate"]) == 0
+    assert f"{LOCAL}: ok" in capsys.readouterr().out
+    assert main(["explain", "--target", "no-such-target"]) == 2
+    assert "no target 'no-such-target'" in capsys.readouterr().err  # the file was read
+    missing = tmp_path / "nowhere.yaml"
+    monkeypatch.setenv("ELASTICD_CONFIG", str(missing))
+    assert main(["validate"]) == 1
+    assert "$ELASTICD_CONFIG" in capsys.readouterr().err
+    assert main(["explain", "--target", "web"]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "$ELASTICD_CONFIG" in err
+
+
 @pytest.mark.skipif(DEFAULT_CONFIG.exists(), reason=f"{DEFAULT_CONFIG} exists on this machine")
 def test_run_without_a_config_reads_the_default_path(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from daemon.conventions import CONFIG_ENV, DEFAULT_CONFIG, resolve_config
 from daemon.core.durations import format_duration
 from daemon.core.layers import LayerPlan, plan_layers
 from daemon.core.schedules import ScheduleDecision
@@ -106,7 +107,12 @@ def register(subparsers: SubParsers) -> None:
         "the next change, the effective bounds, the forecast (from a saved model, if any) and "
         "the reasons for the planned size. Writes nothing and never touches the target.",
     )
-    parser.add_argument("--config", "-c", required=True, metavar="FILE", help="YAML file")
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help=f"YAML file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})",
+    )
     parser.add_argument("--target", "-t", required=True, metavar="NAME", help="target name")
     parser.add_argument(
         "--at",
@@ -125,10 +131,12 @@ def register(subparsers: SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    location = resolve_config(args.config)
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(location.path)
     except ConfigError as error:
-        print(f"elasticd explain: {args.config}: {error}", file=sys.stderr)
+        hint = "" if location.path.exists() else location.missing_hint()
+        print(f"elasticd explain: {location.path}: {error}{hint}", file=sys.stderr)
         return 2
     target = next((t for t in settings.targets if t.name == args.target), None)
     if target is None:
