@@ -33,6 +33,10 @@ SECONDS_PER_HOUR = 3600.0
 HOURS_PER_DAY = 24
 HOURS_PER_WEEK = 168
 DEFAULT_UTILISATIONS: tuple[float, ...] = tuple(round(u, 2) for u in np.arange(0.2, 1.001, 0.05))
+WIDER_UTILISATIONS: tuple[float, ...] = (0.15, 0.1, 0.07, 0.05, 0.035, 0.025, 0.02, 0.015, 0.01)
+"""Where a plan costs more than the baseline at ``u = 0.2`` (a spiky trace at a small shortfall
+target), the sweep goes on down this ladder until it costs as much: otherwise the comparison at
+equal cost would be missing exactly where the baseline might win."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +239,11 @@ def sweep(
     utilisations: tuple[float, ...] = DEFAULT_UTILISATIONS,
     *,
     progress: bool | None = None,
+    reach_cost: float | None = None,
 ) -> list[BaselinePoint]:
-    """Score a baseline (``"hpa"`` or ``"predictive"``) at every target utilisation.
+    """Score a baseline (``"hpa"`` or ``"predictive"``) at every target utilisation, and with
+    ``reach_cost`` (the plan's cost ratio) on down :data:`WIDER_UTILISATIONS` until one costs
+    at least that much, so the plan's cost lies within the sweep. Points come by utilisation.
 
     ``progress``: a bar on stderr (None: when stderr is a terminal).
     """
@@ -260,7 +267,19 @@ def sweep(
             result = score(trace.values, log.ready, log.billed, scored, unit)
             points.append(BaselinePoint(u, result, result.cost_ratio(oracle_billed)))
             bar.update(len(trace))
-    return points
+        lowest = min(utilisations, default=math.inf)
+        for u in WIDER_UTILISATIONS:
+            if reach_cost is None or max(p.cost_ratio for p in points) >= reach_cost:
+                break
+            if u >= lowest:
+                continue
+            if forecast is None:
+                log = hpa_replay(trace, unit, lead_s, u)
+            else:
+                log = predictive_replay(trace, unit, lead_s, u, forecast)
+            result = score(trace.values, log.ready, log.billed, scored, unit)
+            points.append(BaselinePoint(u, result, result.cost_ratio(oracle_billed)))
+    return sorted(points, key=lambda p: p.utilisation)
 
 
 def at_equal_cost(points: list[BaselinePoint], cost_ratio: float) -> float | None:

@@ -134,6 +134,7 @@ def run_backtest(
             oracle_billed,
             kind,
             progress=progress,
+            reach_cost=plan_score.cost_ratio(oracle_billed),
         )
         for name, kind in BASELINES.items()
     }

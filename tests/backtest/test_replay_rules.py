@@ -11,6 +11,7 @@ from daemon.backtest.baselines import (
     at_equal_cost,
     at_equal_shortfall,
     scheduled_forecast,
+    sweep,
 )
 from daemon.backtest.replay import (
     CapacitySimulator,
@@ -104,3 +105,29 @@ def test_equal_cost_and_equal_shortfall_interpolate_within_the_sweep() -> None:
     assert at_equal_cost(points, 3.0) is None
     assert at_equal_shortfall(points, 0.005) == pytest.approx(1.75)
     assert at_equal_shortfall(points, 0.5) is None
+
+
+def test_the_sweep_reaches_down_to_a_plan_that_costs_more_than_u_0_2() -> None:
+    """A spiky trace at a small target: a plan may spend more than the HPA at ``u = 0.2``.
+    Without the wider ladder the comparison at equal cost is missing (None) exactly there."""
+    rng = np.random.default_rng(7)
+    steps = 2_000
+    values = np.full(steps, 2.0) + rng.uniform(0.0, 0.5, steps)
+    values[rng.choice(steps, 40, replace=False)] = 100.0  # rare spikes, 40x the base
+    times = np.arange(steps) * 300.0
+    trace = trace_from_arrays(times, values)
+    scored = scored_mask(trace.times, trace.values, 86_400.0)
+    oracle = replay_decisions(trace.times, 600.0, oracle_decisions(trace.values, 2.0, 2))
+    oracle_billed = score(trace.values, oracle.ready, oracle.billed, scored, 2.0).billed_units
+    plain = sweep(trace, 2.0, 600.0, scored, oracle_billed, "hpa")
+    most = max(p.cost_ratio for p in plain)
+    plan_cost = 2.5 * most
+    assert at_equal_cost(plain, plan_cost) is None
+    wider = sweep(trace, 2.0, 600.0, scored, oracle_billed, "hpa", reach_cost=plan_cost)
+    assert at_equal_cost(wider, plan_cost) is not None
+    assert min(p.utilisation for p in wider) < 0.2
+    # Ordered by utilisation, and the standard points are unchanged.
+    assert [p.utilisation for p in wider] == sorted(p.utilisation for p in wider)
+    assert [p.cost_ratio for p in wider if p.utilisation >= 0.2] == [p.cost_ratio for p in plain]
+    # Only as far down as needed: the next-to-lowest point still costs less than the plan.
+    assert sorted(p.cost_ratio for p in wider)[-2] < plan_cost
