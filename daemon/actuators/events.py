@@ -174,3 +174,14 @@ class ScaleEvents:
     name: str
     floor: bool
     """A minimum was written (an HPA's minReplicas), not the replica count."""
+    api_version: str | None = None
+    """The object's group/version; None: the built-in kinds' (``API_VERSIONS``). A custom
+    object (a ScaledObject, a Rollout) needs its own, or ``kubectl describe`` on it would not
+    find the Event: the API matches an Event to its object by kind, name and apiVersion."""
+
+    async def record(self, reason: str, message: str, type: EventType = "Normal") -> bool:
+        """One Event on the object written; never raises (see ``KubernetesEventRecorder``).
+        ``type`` is the Event field's name (it shadows the builtin here)."""
+        return await self.recorder.record(
+            self.kind, self.name, reason, message, type, api_version=self.api_version
+        )

@@ -59,7 +59,13 @@ async def keda_build(
     ``hpa``: the HPA that targets the object, if any; ``workload``: ``Deployment ns/name``.
     """
     from daemon.actuators.events import ScaleEvents
-    from daemon.actuators.keda import KedaFloorActuator, keda_scaled_object, scaled_object_ref
+    from daemon.actuators.keda import (
+        KEDA_GROUP,
+        KEDA_VERSION,
+        KedaFloorActuator,
+        keda_scaled_object,
+        scaled_object_ref,
+    )
     from daemon.errors import ActuatorError, ConfigError
 
     where = f"{context.where}.act_via"
@@ -88,7 +94,10 @@ async def keda_build(
                 "or replicas",
             )
         floor = KedaFloorActuator(api, scaled_object_ref(target.namespace, scaled))
-        return floor, ScaleEvents(recorder, "ScaledObject", scaled, floor=True)
+        events = ScaleEvents(
+            recorder, "ScaledObject", scaled, floor=True, api_version=f"{KEDA_GROUP}/{KEDA_VERSION}"
+        )
+        return floor, events
     if scaled is not None:
         raise ConfigError(
             where,

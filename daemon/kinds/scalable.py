@@ -67,7 +67,13 @@ async def build(target: ScalableTarget, context: BuildContext) -> Built:
         ref = CustomObjectRef(
             target.group, target.version, target.resource, target.namespace, target.object_name
         )
-        events = ScaleEvents(recorder, target.object_kind, target.object_name, floor=False)
+        events = ScaleEvents(
+            recorder,
+            target.object_kind,
+            target.object_name,
+            floor=False,
+            api_version=target.api_version,
+        )
         return ScalableActuator(api, ref), events
 
     return await build_with_owners(

@@ -554,7 +554,7 @@ class Reconciler:
         )
         # Never raises and is bounded by its own short timeout: an Event is a courtesy to
         # people, and must not delay or fail the tick that already wrote.
-        await events.recorder.record(events.kind, events.name, reason, message)
+        await events.record(reason, message)
 
     def _actuator_failed(
         self, what: str, error: BaseException, *, timeout_s: float | None = None
@@ -628,9 +628,7 @@ class Reconciler:
         )
         events = self.events
         if events is not None:
-            await events.recorder.record(
-                events.kind,
-                events.name,
+            await events.record(
                 f"Policy{event.kind.capitalize()}",
                 f"{event.from_policy} -> {event.to_policy}: {event.explanation}",
             )
@@ -797,9 +795,7 @@ class Reconciler:
         events = self.events
         if events is not None:
             # Never raises, bounded by its own timeout (see _report_write).
-            await events.recorder.record(
-                events.kind,
-                events.name,
+            await events.record(
                 "ExternalOverride",
                 f"size changed by another writer: elasticd set {expected}, found "
                 f"{capacity.desired}; two controllers writing one object undo each other "

@@ -86,6 +86,17 @@ class Run:
     def stored(self, kind: str, name: str) -> dict[str, Any]:
         return next(o for o in self.objects if o["kind"] == kind and o["metadata"]["name"] == name)
 
+    def events_on(self, kind: str, name: str) -> list[dict[str, Any]]:
+        """The involvedObject of every Event the daemon created on ``kind``/``name``."""
+        found = [
+            w["body"]["involvedObject"]
+            for w in self.writes
+            if w["verb"] == "POST" and w["path"].endswith("/events") and w["status"] == 201
+        ]
+        on = [o for o in found if o["kind"] == kind and o["name"] == name]
+        assert on, f"no Event on {kind} {name}: {found}"
+        return on
+
 
 def seed_objects() -> list[dict[str, Any]]:
     def meta(name: str) -> dict[str, Any]:
@@ -294,6 +305,11 @@ def test_an_argo_rollout_is_raised_through_its_scale_subresource_ahead_of_the_ri
     assert patches and patches[0]["body"]["spec"]["replicas"] == decision["desired"]
     assert "resourceVersion" in patches[0]["body"]["metadata"]
     assert run.stored("Rollout", "checkout")["spec"]["replicas"] > OLD_UNITS
+    # The write's Event names the Rollout by its own group/version: `kubectl describe rollout`
+    # finds Events by kind, name and apiVersion, and an empty apiVersion matched nothing.
+    assert {e["apiVersion"] for e in run.events_on("Rollout", "checkout")} == {
+        "argoproj.io/v1alpha1"
+    }
 
 
 def test_a_keda_scaled_deployment_gets_its_scaled_object_floor_raised_ahead_of_the_rise(
@@ -309,6 +325,7 @@ def test_a_keda_scaled_deployment_gets_its_scaled_object_floor_raised_ahead_of_t
     assert not [w for w in run.writes if w["path"].endswith("/deployments/api/scale")]
     floor = run.stored("ScaledObject", "api")["spec"]["minReplicaCount"]
     assert run.stored("HorizontalPodAutoscaler", "keda-hpa-api")["spec"]["minReplicas"] == floor
+    assert {e["apiVersion"] for e in run.events_on("ScaledObject", "api")} == {"keda.sh/v1alpha1"}
 
 
 def test_placeholder_pods_hold_nodes_a_node_lead_before_the_rise(run: Run) -> None:
