@@ -131,6 +131,8 @@ class Latest:
     current: float
     desired: float
     reason: str
+    bounds: tuple[int, int] | None = None
+    """The ``(min, max)`` units that held at this tick (a schedule window moves them)."""
 
 
 class StatusBoard:
@@ -185,6 +187,7 @@ class StatusBoard:
         current: int,
         ready: int | None,
         reason: str,
+        bounds: tuple[int, int] | None = None,
     ) -> None:
         nan = math.nan
         latest = Latest(
@@ -195,6 +198,7 @@ class StatusBoard:
             float(current),
             float(desired),
             reason,
+            bounds,
         )
         self.latest[target] = latest
         ring = self.rings.get(target)
@@ -407,7 +411,7 @@ def render_page(
                 f'<td class="n">{_num(latest.ready)}</td>',
                 f'<td class="n">{_num(latest.desired)}</td>',
             ]
-        cells.append(f'<td class="n">{info.min_units}/{info.max_units}</td>')
+        cells.append(f'<td class="n">{_bounds_cell(info, latest)}</td>')
         cells.append(f"<td>{_e(policy) or '&ndash;'}</td>")
         cells.append(f"<td>{_e(latest.reason) if latest else '&ndash;'}</td>")
         age = f"{max(0.0, moment - latest.at):.0f}s ago" if latest else "&ndash;"
@@ -442,6 +446,19 @@ def render_page(
         out.append("</tbody></table>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _bounds_cell(info: TargetInfo, latest: Latest | None) -> str:
+    """The bounds that held at the last tick; where a schedule window moved them from the
+    configured ones, those follow in grey (the table must not claim a minimum not in force)."""
+    configured = f"{info.min_units}/{info.max_units}"
+    if latest is None or latest.bounds is None:
+        return configured
+    low, high = latest.bounds
+    held = f"{low}/{high}"
+    if held == configured:
+        return held
+    return f'{held} <span class="muted" title="configured">({configured})</span>'
 
 
 def _health_cell(state: Mapping[str, Any] | None) -> str:

@@ -411,9 +411,12 @@ class Telemetry:
         ready: int | None,
         reason: str,
         duration_s: float,
+        bounds: tuple[int, int] | None = None,
     ) -> None:
         """One finished tick. ``None`` demand or forecast (missing data, no model) is exported
-        as NaN rather than the last value, so a dashboard shows the gap instead of a lie."""
+        as NaN rather than the last value, so a dashboard shows the gap instead of a lie.
+        ``bounds``: the ``(min, max)`` units in force at this tick (a schedule's), for the
+        status page."""
         nan = float("nan")
         self._tick.values[target] = (
             nan if demand is None else demand,
@@ -434,6 +437,7 @@ class Telemetry:
             current=current,
             ready=ready,
             reason=str(reason),
+            bounds=bounds,
         )
 
     def record_forecast_error(self, target: str, log_residual: float) -> None:

@@ -104,6 +104,24 @@ def test_every_target_has_a_row_but_only_the_first_charts_are_drawn() -> None:
     assert "No target named &lt;nope&gt;." in missing
 
 
+def test_the_bounds_shown_are_those_in_force_at_the_last_tick() -> None:
+    """A schedule window raised the minimum from 1 to 4: the row must say 4, not the 1 of
+    the file (with the configured bounds beside it)."""
+    board = StatusBoard()
+    board.targets = {
+        "web": TargetInfo("deployment", "active", 1, 9, 10.0, "sim"),
+        "api": TargetInfo("deployment", "active", 2, 8, 10.0, "sim"),
+    }
+    common = {"demand": 5.0, "forecast": 6.0, "desired": 4, "current": 4, "ready": 4}
+    board.record("web", 1.0, reason="clamped_min", bounds=(4, 9), **common)
+    board.record("api", 1.0, reason="forecast", bounds=(2, 8), **common)
+    page = render_page(board, {"ready": True}, now=2.0)
+    web = page[page.index('<a href="#t-web">') :].split("</tr>", 1)[0]
+    api = page[page.index('<a href="#t-api">') :].split("</tr>", 1)[0]
+    assert '<td class="n">4/9 <span class="muted" title="configured">(1/9)</span></td>' in web
+    assert '<td class="n">2/8</td>' in api  # unchanged by any window: shown once
+
+
 # -- escaping, secrets, the prefix ----------------------------------------------------------------
 
 

@@ -366,6 +366,7 @@ class Reconciler:
             ready=capacity.ready,
             reason=result.decision.reason,
             duration_s=duration,
+            bounds=schedule.plan_bounds,
         )
         await self._record(
             report, base_forecast, forecast_source, schedule.active, layers, override, time_to_ready

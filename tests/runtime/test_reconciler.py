@@ -440,6 +440,9 @@ async def test_schedule_floors_reach_the_planner_a_lead_time_early(
     assert report.result.decision.desired == floor
     windows = harness.audit_lines()[-1]["inputs"]["windows"]
     assert windows == (["warmup"] if floor == 10 else [])
+    # The status page shows the bounds in force, the window's, not only the file's.
+    bounds = harness.telemetry.status.latest[target.name].bounds
+    assert bounds is not None and bounds[0] == floor
 
 
 class SwitchableLeadership:
