@@ -66,6 +66,8 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 RELEASED_DURATION_S = 1
 # The part of the renew deadline kept back from writes, at most WRITE_MARGIN_MAX_S: a write
 # started just before the deadline still has a little time to be refused before it.
+NOT_LEADER = "not leader"
+"""The audit's ``skipped`` for a write another instance holds the Lease for."""
 WRITE_MARGIN_FRACTION = 0.1
 WRITE_MARGIN_MAX_S = 1.0
 # client-go's JitterFactor for followers: many replicas started together do not poll in step.
@@ -85,6 +87,12 @@ class Leadership(Protocol):
     @property
     def leading(self) -> asyncio.Event:
         """Set while leader, cleared when leadership is lost or released."""
+        ...
+
+    @property
+    def refusal(self) -> str:
+        """Why a write is not sent while ``is_leader`` is False, as the audit's ``skipped``
+        says it (``not leader``; a shard's gate says ``not owner`` or its handoff wait)."""
         ...
 
     def write_deadline(self) -> float | None:
@@ -132,6 +140,10 @@ class AlwaysLeader:
     @property
     def leading(self) -> asyncio.Event:
         return self._leading
+
+    @property
+    def refusal(self) -> str:
+        return NOT_LEADER
 
     def write_deadline(self) -> float | None:
         # No election: nothing else can lead, so no deadline, until released.
@@ -219,6 +231,10 @@ class LeaderElector:
     @property
     def leading(self) -> asyncio.Event:
         return self._leading
+
+    @property
+    def refusal(self) -> str:
+        return NOT_LEADER
 
     async def run(self) -> None:
         """Follow until the lease is free, lead until it is lost, and stand again; return

@@ -70,7 +70,6 @@ Clock = Callable[[], float]
 # A write already sent should be allowed to finish; only a hung connection is cut off.
 WRITE_TIMEOUT_S = 30.0
 # Why a changed decision was not written although the target is active.
-NOT_LEADER = "not leader"
 STOPPING = "stopping"
 AT_OWN_BOUND = "at the target's own bound"
 # How often the tournament's scoreboard is exported to /metrics (seconds of wall time).
@@ -482,8 +481,9 @@ class Reconciler:
         # Asked here, after the slow reads, not at the start of the tick: leadership may
         # have been lost while they ran, and a write on a lost Lease is what must not happen.
         if not self.leadership.is_leader:
-            log.debug("not leader: %d not written", decision.desired, extra={"target": self.name})
-            return None, None, NOT_LEADER
+            refusal = self.leadership.refusal
+            log.debug("%s: %d not written", refusal, decision.desired, extra={"target": self.name})
+            return None, None, refusal
         if clamp(decision.desired, capacity.min_size, capacity.max_size) == capacity.desired:
             # The resource's own bounds, read this tick, already hold what was asked (a window
             # wanting more instances than exist, an ASG at its MaxSize): sending the write

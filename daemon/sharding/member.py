@@ -57,6 +57,11 @@ WRITE_MARGIN_MAX_S = 1.0
 JITTER = 0.1
 # After a failed rebalance (a target could not be built), retry after this many periods.
 REBALANCE_RETRY_PERIODS = 5
+# Why a member does not write a target (the audit's ``skipped``; a single instance says
+# "not leader").
+NOT_FRESH = "membership not fresh"
+NOT_OWNER = "not owner"
+HANDOFF_WAIT = "handoff wait"
 
 
 @dataclass(frozen=True)
@@ -161,12 +166,25 @@ class ShardMember:
     def leading(self) -> asyncio.Event:
         return self._leading
 
+    @property
+    def refusal(self) -> str:
+        return NOT_FRESH
+
     def write_deadline(self) -> float | None:
         """The instant (on ``clock``) after which no write may be sent; past when not fresh."""
         if not self.is_leader:
             return -math.inf
         margin = min(WRITE_MARGIN_MAX_S, WRITE_MARGIN_FRACTION * self.renew_deadline)
         return self._fresh_at + self.renew_deadline - margin
+
+    def refusal_for(self, target: str) -> str:
+        """Why ``target`` may not be written now (the audit's ``skipped``), most basic first."""
+        if not self.is_leader:
+            return NOT_FRESH
+        if target not in self._owned:
+            owner = self.owner(target)
+            return NOT_OWNER if owner is None else f"{NOT_OWNER} (owner: {owner})"
+        return HANDOFF_WAIT
 
     def may_write(self, target: str) -> bool:
         return (
@@ -400,6 +418,10 @@ class TargetGate:
     @property
     def leading(self) -> asyncio.Event:
         return self.member.leading
+
+    @property
+    def refusal(self) -> str:
+        return self.member.refusal_for(self.target)
 
     def write_deadline(self) -> float | None:
         return self.member.target_deadline(self.target)

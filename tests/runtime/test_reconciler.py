@@ -463,6 +463,10 @@ class SwitchableLeadership:
     def leading(self) -> asyncio.Event:
         return self._leading
 
+    @property
+    def refusal(self) -> str:
+        return "not leader"
+
     def write_deadline(self) -> float | None:
         return None if self.leader else -math.inf
 

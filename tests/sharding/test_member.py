@@ -8,7 +8,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.sharding.member import Handoff, ShardMember
+from daemon.sharding.member import HANDOFF_WAIT, NOT_FRESH, NOT_OWNER, Handoff, ShardMember
 from daemon.sharding.memory import MemoryCoordination, MemoryStore
 from tests.sharding.sim import LEASE, RENEW, RETRY, Sim
 
@@ -53,6 +53,25 @@ async def test_a_join_waits_and_the_old_owner_stops_when_it_sees_the_epoch() -> 
     await sim.run(LEASE)
     assert all(b.may_write(t) for t in moved)
     assert sim.overlaps == []
+
+
+async def test_a_skipped_write_says_why_the_gate_was_shut() -> None:
+    """The audit's ``skipped`` names the member's reason, not the single instance's "not
+    leader": the handoff wait, another owner (named), or the member's own lost freshness."""
+    sim = Sim(TARGETS)
+    a = sim.add("a")
+    await sim.run(LEASE + RETRY)
+    b = sim.add("b")
+    await sim.run(0.25)  # b has stepped, a not yet
+    moved = sorted(b.owned)
+    kept = sorted(set(TARGETS) - set(moved))
+    assert moved and kept
+    assert b.gate(moved[0]).refusal == HANDOFF_WAIT
+    assert b.gate(kept[0]).refusal == f"{NOT_OWNER} (owner: a)"
+    sim.store.failing.add("b")
+    await sim.run(RENEW + RETRY)
+    assert not b.is_leader and b.gate(moved[0]).refusal == NOT_FRESH
+    assert a.gate(kept[0]).is_leader  # a writes its own meanwhile
 
 
 async def test_a_clean_release_hands_over_at_the_next_read() -> None:
