@@ -248,7 +248,6 @@ def sweep(
     ``progress``: a bar on stderr (None: when stderr is a terminal).
     """
     forecast = scheduled_forecast(trace, lead_s) if kind == "predictive" else None
-    points = []
     show = sys.stderr.isatty() if progress is None else progress
     with tqdm(
         total=len(utilisations) * len(trace),
@@ -259,26 +258,23 @@ def sweep(
         mininterval=0.5,
         leave=False,
     ) as bar:
-        for u in utilisations:
+
+        def point(u: float) -> BaselinePoint:
             if forecast is None:
                 log = hpa_replay(trace, unit, lead_s, u)
             else:
                 log = predictive_replay(trace, unit, lead_s, u, forecast)
             result = score(trace.values, log.ready, log.billed, scored, unit)
-            points.append(BaselinePoint(u, result, result.cost_ratio(oracle_billed)))
             bar.update(len(trace))
+            return BaselinePoint(u, result, result.cost_ratio(oracle_billed))
+
+        points = [point(u) for u in utilisations]
         lowest = min(utilisations, default=math.inf)
         for u in WIDER_UTILISATIONS:
             if reach_cost is None or max(p.cost_ratio for p in points) >= reach_cost:
                 break
-            if u >= lowest:
-                continue
-            if forecast is None:
-                log = hpa_replay(trace, unit, lead_s, u)
-            else:
-                log = predictive_replay(trace, unit, lead_s, u, forecast)
-            result = score(trace.values, log.ready, log.billed, scored, unit)
-            points.append(BaselinePoint(u, result, result.cost_ratio(oracle_billed)))
+            if u < lowest:
+                points.append(point(u))
     return sorted(points, key=lambda p: p.utilisation)
 
 
