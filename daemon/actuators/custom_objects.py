@@ -20,15 +20,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from kubernetes_asyncio import client
 
 from daemon.actuators.base import Capacity, ScaleResult, clamp
-from daemon.actuators.kubernetes import MERGE_PATCH, KubeRequests
-from daemon.actuators.retry import RetryPolicy, WriteGuard, check_expected
+from daemon.actuators.kubernetes import MERGE_PATCH, KubeOptions, KubeWriter
+from daemon.actuators.retry import check_expected
 from daemon.errors import PermanentActuatorError
-from daemon.ratelimit_client import ApiThrottle
 
 __all__ = ["CustomObjectRef", "CustomObjectSizeActuator", "ScalableActuator"]
 
@@ -54,7 +53,7 @@ class CustomObjectRef:
         return self.group, self.version, self.namespace, self.plural, self.name
 
 
-class CustomObjectSizeActuator(ABC):
+class CustomObjectSizeActuator(KubeWriter, ABC):
     """The read -> compare -> clamp -> skip-if-unchanged -> patch-once flow on a custom object.
 
     A subclass says how the object is read and patched, what its size and bounds are, and
@@ -65,26 +64,11 @@ class CustomObjectSizeActuator(ABC):
         self,
         api_client: client.ApiClient,
         ref: CustomObjectRef,
-        *,
-        retry: RetryPolicy | None = None,
-        request_timeout: float = 10.0,
-        close_client: bool = False,
-        throttle: ApiThrottle | None = None,
-        write_guard: WriteGuard | None = None,
+        **options: Unpack[KubeOptions],
     ) -> None:
-        """``close_client``: whether ``close()`` also closes ``api_client``; leave it false when
-        several actuators share one client. ``throttle`` defaults to the client's shared one."""
         self.ref = ref
-        self._client = api_client
+        super().__init__(api_client, **options)
         self.objects = client.CustomObjectsApi(api_client)
-        self._requests = KubeRequests(
-            api_client,
-            retry=retry or RetryPolicy(),
-            request_timeout=request_timeout,
-            throttle=throttle,
-        )
-        self._guard = write_guard or WriteGuard(self.describe())
-        self._close_client = close_client
 
     @abstractmethod
     def describe(self) -> str: ...
@@ -117,11 +101,7 @@ class CustomObjectSizeActuator(ABC):
     ) -> ScaleResult:
         """Patch the size once, on the version just read, if that read still shows
         ``expected``; a 409 is a ``ConflictError`` (no re-read, no second PATCH)."""
-        # Every refusal that needs no request comes first: no read is spent on a write that
-        # cannot be sent.
-        self._guard.check_deferred()
-        self._requests.ensure_writable(self.describe())
-        self._guard.fence(deadline, self._requests.timeout)
+        self._refuse_early(deadline)
         obj = await self._read()
         current = self.capacity(obj)
         check_expected(self.describe(), expected, current.desired)
@@ -140,10 +120,6 @@ class CustomObjectSizeActuator(ABC):
             deadline,
         )
         return ScaleResult(True, current.desired, desired, self._applied(written, applied))
-
-    async def close(self) -> None:
-        if self._close_client:
-            await self._client.close()
 
     def _applied(self, written: Any, sent: int) -> int:
         """The size the server stored, from the patch's answer; what was sent if unreadable."""

@@ -23,10 +23,15 @@ from daemon.actuators.aws import AwsOptions
 from daemon.actuators.aws_size import AwsSizeActuator, SizeState, WriteRequest
 from daemon.actuators.base import Capacity, ScaleResult, clamp
 from daemon.actuators.eks import describe_scaling
-from daemon.actuators.kubernetes import KUBE_ERRORS, MERGE_PATCH, KubeRequests, map_api_error
-from daemon.actuators.retry import RetryPolicy, WriteGuard, check_expected
+from daemon.actuators.kubernetes import (
+    KUBE_ERRORS,
+    MERGE_PATCH,
+    KubeOptions,
+    KubeWriter,
+    map_api_error,
+)
+from daemon.actuators.retry import check_expected
 from daemon.errors import PermanentActuatorError
-from daemon.ratelimit_client import ApiThrottle
 
 __all__ = [
     "AsgFloorActuator",
@@ -43,7 +48,7 @@ T = TypeVar("T")
 HPA_MIN_FLOOR = 1
 
 
-class HpaFloorActuator:
+class HpaFloorActuator(KubeWriter):
     """Reads and writes ``spec.minReplicas`` of one autoscaling/v2 HorizontalPodAutoscaler.
 
     The workload's own scale subresource is never written: the HPA sizes the workload, at
@@ -57,26 +62,12 @@ class HpaFloorActuator:
         api_client: client.ApiClient,
         namespace: str,
         hpa_name: str,
-        *,
-        retry: RetryPolicy | None = None,
-        request_timeout: float = 10.0,
-        close_client: bool = False,
-        throttle: ApiThrottle | None = None,
-        write_guard: WriteGuard | None = None,
+        **options: Unpack[KubeOptions],
     ) -> None:
-        """``close_client``: whether ``close()`` also closes ``api_client``."""
         self.namespace = namespace
         self.name = hpa_name
-        self._client = api_client
+        super().__init__(api_client, **options)
         self._hpas = client.AutoscalingV2Api(api_client)
-        self._requests = KubeRequests(
-            api_client,
-            retry=retry or RetryPolicy(),
-            request_timeout=request_timeout,
-            throttle=throttle,
-        )
-        self._guard = write_guard or WriteGuard(self.describe())
-        self._close_client = close_client
         # Typed loosely: the generated signature does not declare its underscore options.
         self._patch_fn: Callable[..., Awaitable[Any]] = (
             self._hpas.patch_namespaced_horizontal_pod_autoscaler
@@ -94,9 +85,7 @@ class HpaFloorActuator:
         """Patch ``minReplicas`` once, within [1, maxReplicas], on the version just read if
         it still shows the floor ``expected``; a 409 (the HPA controller updates the object
         too) is a ``ConflictError`` for the caller to re-plan on."""
-        self._guard.check_deferred()
-        self._requests.ensure_writable(self.describe())
-        self._guard.fence(deadline, self._requests.timeout)
+        self._refuse_early(deadline)
         hpa = await self._read()
         current = _hpa_capacity(hpa)
         check_expected(self.describe(), expected, current.desired)
@@ -120,10 +109,6 @@ class HpaFloorActuator:
             deadline,
         )
         return ScaleResult(True, current.desired, desired, applied)
-
-    async def close(self) -> None:
-        if self._close_client:
-            await self._client.close()
 
     async def _read(self) -> Any:
         return await self._requests.read(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 import aiohttp
 from kubernetes_asyncio import client, config
@@ -123,6 +123,10 @@ def _status_message(error: ApiException) -> str:
     return str(message or error.reason or "")
 
 
+DEFAULT_REQUEST_TIMEOUT_S = 10.0
+"""Seconds a single request may take unless the target's settings say otherwise."""
+
+
 class KubeRequests:
     """Reads (retried) and writes (once, fenced) on one shared ApiClient, through its throttle.
 
@@ -207,7 +211,52 @@ class KubeRequests:
         return mapped
 
 
-class KubernetesScaleActuator:
+class KubeOptions(TypedDict, total=False):
+    """How a Kubernetes actuator uses its client: every ``KubeWriter`` takes these.
+
+    ``close_client``: whether ``close()`` also closes the client; leave it false when several
+    actuators share one. ``throttle`` defaults to the client's shared one; ``write_guard`` to
+    a fresh one for this target."""
+
+    retry: RetryPolicy | None
+    request_timeout: float
+    close_client: bool
+    throttle: ApiThrottle | None
+    write_guard: WriteGuard | None
+
+
+class KubeWriter:
+    """What every Kubernetes actuator shares: its requests on one client (reads retried,
+    writes once and fenced), its target's write guard, and whether ``close()`` closes the
+    client. A subclass sets what ``describe()`` reads before calling ``__init__``."""
+
+    def __init__(self, api_client: client.ApiClient, **options: Unpack[KubeOptions]) -> None:
+        self._client = api_client
+        self._requests = KubeRequests(
+            api_client,
+            retry=options.get("retry") or RetryPolicy(),
+            request_timeout=options.get("request_timeout", DEFAULT_REQUEST_TIMEOUT_S),
+            throttle=options.get("throttle"),
+        )
+        self._guard = options.get("write_guard") or WriteGuard(self.describe())
+        self._close_client = options.get("close_client", False)
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def _refuse_early(self, deadline: float | None) -> None:
+        """Every refusal that needs no request, before a read is spent on a write that could
+        not be sent: a deferred backoff, a throttled client, a passed write deadline."""
+        self._guard.check_deferred()
+        self._requests.ensure_writable(self.describe())
+        self._guard.fence(deadline, self._requests.timeout)
+
+    async def close(self) -> None:
+        if self._close_client:
+            await self._client.close()
+
+
+class KubernetesScaleActuator(KubeWriter):
     """Reads and writes ``spec.replicas`` of one Deployment or StatefulSet."""
 
     def __init__(
@@ -216,30 +265,15 @@ class KubernetesScaleActuator:
         kind: WorkloadKind,
         namespace: str,
         name: str,
-        *,
-        retry: RetryPolicy | None = None,
-        request_timeout: float = 10.0,
-        close_client: bool = False,
-        throttle: ApiThrottle | None = None,
-        write_guard: WriteGuard | None = None,
+        **options: Unpack[KubeOptions],
     ) -> None:
-        """``close_client``: whether ``close()`` also closes ``api_client``; leave it false when
-        several actuators share one client. ``throttle`` defaults to the client's shared one."""
         if kind not in ("Deployment", "StatefulSet"):
             raise ValueError(f"unsupported workload kind {kind!r}")
         self.kind: WorkloadKind = kind
         self.namespace = namespace
         self.name = name
-        self._client = api_client
+        super().__init__(api_client, **options)
         self._apps = client.AppsV1Api(api_client)
-        self._requests = KubeRequests(
-            api_client,
-            retry=retry or RetryPolicy(),
-            request_timeout=request_timeout,
-            throttle=throttle,
-        )
-        self._guard = write_guard or WriteGuard(self.describe())
-        self._close_client = close_client
         # Typed loosely: the generated client's signatures do not declare its underscore options.
         self._read_fn: Callable[..., Awaitable[Any]]
         self._patch_fn: Callable[..., Awaitable[Any]]
@@ -271,11 +305,7 @@ class KubernetesScaleActuator:
         A negative ``desired`` is sent as is: the API server refuses it (422), which surfaces
         as ``PermanentActuatorError`` rather than being quietly turned into zero.
         """
-        # Every refusal that needs no request comes first: no read is spent on a write that
-        # cannot be sent.
-        self._guard.check_deferred()
-        self._requests.ensure_writable(self.describe())
-        self._guard.fence(deadline, self._requests.timeout)
+        self._refuse_early(deadline)
         scale = await self._read_scale()
         previous = _replicas(scale.spec)
         check_expected(self.describe(), expected, previous)
@@ -300,10 +330,6 @@ class KubernetesScaleActuator:
         return ScaleResult(
             written=True, previous=previous, requested=desired, applied=_replicas(written.spec)
         )
-
-    async def close(self) -> None:
-        if self._close_client:
-            await self._client.close()
 
     async def _read_scale(self) -> Any:
         return await self._requests.read(
