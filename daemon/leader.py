@@ -64,10 +64,10 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 # The duration written on release: short, so even a follower that ignores the empty holder
 # (an older client) takes over within a second.
 RELEASED_DURATION_S = 1
-# The part of the renew deadline kept back from writes, at most WRITE_MARGIN_MAX_S: a write
-# started just before the deadline still has a little time to be refused before it.
 NOT_LEADER = "not leader"
 """The audit's ``skipped`` for a write another instance holds the Lease for."""
+# The part of the renew deadline kept back from writes, at most WRITE_MARGIN_MAX_S: a write
+# started just before the deadline still has a little time to be refused before it.
 WRITE_MARGIN_FRACTION = 0.1
 WRITE_MARGIN_MAX_S = 1.0
 # client-go's JitterFactor for followers: many replicas started together do not poll in step.

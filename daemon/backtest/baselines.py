@@ -271,7 +271,10 @@ def sweep(
         points = [point(u) for u in utilisations]
         lowest = min(utilisations, default=math.inf)
         for u in WIDER_UTILISATIONS:
-            if reach_cost is None or max(p.cost_ratio for p in points) >= reach_cost:
+            if (
+                reach_cost is None
+                or max((p.cost_ratio for p in points), default=-math.inf) >= reach_cost
+            ):
                 break
             if u < lowest:
                 points.append(point(u))
