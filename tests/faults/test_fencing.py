@@ -121,8 +121,17 @@ def two_daemons(cluster: Cluster, size_read_max_age: float) -> tuple[DaemonProce
     return a, b
 
 
+def provoke_a_write(cluster: Cluster) -> None:
+    """Give "a" a write to make now, whatever its demand does: another writer sets the
+    Deployment between the two daemons' ranges, and "a" writes its floor back. Waiting for "a"
+    to want a new size by itself made the test depend on where the simulated day was (at
+    some hours "a" sat at its minimum for longer than the wait, and never wrote)."""
+    cluster.fake.update("Deployment", "shop", "web", {"spec": {"replicas": B_MAX + 2}})
+
+
 def freeze_until_taken_over(cluster: Cluster, a: DaemonProcess, b: DaemonProcess) -> float:
     """SIGSTOP ``a`` as soon as the server holds its request; return when ``b`` led (epoch)."""
+    provoke_a_write(cluster)
     a.wait_for(lambda: fired(cluster.fake) >= 1, timeout=30, what="a's request held")
     a.signal(signal.SIGSTOP)
     took_over = b.wait_for(lambda: became_leader(b), timeout=LEASE_S + 5, what="b leading")
