@@ -26,7 +26,6 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ import yaml
 
 from tests.deploy.test_alerts import RULES, alert_query, alerts
 from tests.e2e.daemon_process import DaemonProcess
+from tests.runtime.test_app import replay_start
 from tests.support.fake_kube import FakeKubeProcess, write_kubeconfig
 from tests.support.moto_server import free_port
 from tests.support.prometheus_server import PROMETHEUS, PrometheusServer, start_prometheus
@@ -164,17 +164,6 @@ class Live:
         assert not missing, f"{what} after {DATA_TIMEOUT_S:.0f}s:\n" + "\n".join(missing)
 
 
-def _rising_demand_start() -> str:
-    """When the generated trace starts so that the replay, a week into it, begins at 08:00 UTC
-    (demand rises to its late-morning peak) on the next such morning: ahead of the wall
-    clock, as a replay started now would be, so no "no tick for minutes" alert is pending."""
-    now = datetime.now(UTC)
-    morning = now.replace(hour=8, minute=0, second=0, microsecond=0)
-    if morning <= now:
-        morning += timedelta(days=1)
-    return (morning - timedelta(days=7)).isoformat()
-
-
 def _daemon_config(
     tmp: Path, prometheus_url: str, kubeconfig: Path, port: int, down_port: int
 ) -> Path:
@@ -201,7 +190,7 @@ def _daemon_config(
                 "type": "simulator",
                 "generate": {"days": 14, "step": "5m", "seed": 42},
                 "speedup": 120,
-                "start": _rising_demand_start(),
+                "start": replay_start(),
             },
             "prom": {"type": "prometheus", "url": prometheus_url, "timeout": "2s"},
             # Nothing listens there: every read fails (transient).

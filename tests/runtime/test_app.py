@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,18 @@ from tests.e2e.daemon_process import DaemonProcess
 from tests.support.fake_kube import FakeKube, FakeKubeProcess, write_kubeconfig
 
 
+def replay_start(hour_utc: int = 8) -> str:
+    """Where a generated simulator trace starts so that its replay, a week into it, begins
+    at ``hour_utc`` on the next such day: ahead of the wall clock, as a replay started now
+    would be. Without it a generated trace starts now, so the demand a test saw depended on
+    the hour it ran (at some hours a daemon sat at its minimum and never wrote)."""
+    now = datetime.now(UTC)
+    begins = now.replace(hour=hour_utc, minute=0, second=0, microsecond=0)
+    if begins <= now:
+        begins += timedelta(days=1)
+    return (begins - timedelta(days=7)).isoformat()
+
+
 def simulator_config(state_dir: Path, **target: Any) -> dict[str, Any]:
     return {
         "interval": "0.5s",
@@ -48,6 +60,8 @@ def simulator_config(state_dir: Path, **target: Any) -> dict[str, Any]:
                 "type": "simulator",
                 "generate": {"days": 8, "step": "5m", "seed": 3},
                 "speedup": 600,
+                # The morning rise: the same demand at whatever hour the tests run.
+                "start": replay_start(),
             }
         },
         "targets": [
@@ -125,7 +139,9 @@ def test_sigterm_exits_zero_within_ten_seconds_with_sd_notify(
     try:
         ready = daemon.wait_event("ready", timeout=60)
         assert ready["targets"] == ["checkout"]
-        assert daemon.events("trained")[0]["forecaster"] == "model"
+        # Readiness needs a model or a first decision, so under load the first fit may still
+        # be running at "ready" (the target ticks on its fallback meanwhile): wait for it.
+        assert daemon.wait_event("trained", timeout=60)["forecaster"] == "model"
         daemon.wait_for(lambda: len(audit_lines(state)) >= 3, what="three decisions")
         url = daemon.events("telemetry")[0]["url"]
         with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
