@@ -6,16 +6,31 @@ from __future__ import annotations
 import numpy as np
 
 from daemon.forecasting import ForecastSettings, TargetForecaster
+from models.features import FloatArray
+
+MINUTE_SETTINGS = ForecastSettings(
+    step_s=60.0, lead_s=360.0, unit_capacity=50.0, shortfall_target=0.01
+)
+END = 1_767_571_200.0
+"""The newest history point of these tests (2026-01-05 00:00 UTC)."""
+
+
+def minute_times(days: int) -> FloatArray:
+    """``days`` of one-minute steps ending at ``END``."""
+    return END - 60.0 * np.arange(days * 1440 - 1, -1, -1, dtype=np.float64)
+
+
+def flat_forecaster(days: int) -> TargetForecaster:
+    """A forecaster of ``MINUTE_SETTINGS`` with ``days`` of flat demand (100) loaded."""
+    forecaster = TargetForecaster(MINUTE_SETTINGS)
+    times = minute_times(days)
+    forecaster.load_history(times, np.full(times.size, 100.0))
+    return forecaster
 
 
 def test_loaded_history_keeps_nine_days_and_no_forecast_record() -> None:
-    settings = ForecastSettings(
-        step_s=60.0, lead_s=360.0, unit_capacity=50.0, shortfall_target=0.01
-    )
-    daemon = TargetForecaster(settings)
-    end = 1_767_571_200.0
-    times = end - 60.0 * np.arange(14 * 1440 - 1, -1, -1, dtype=np.float64)
-    daemon.load_history(times, np.full(times.size, 100.0))
+    daemon = flat_forecaster(14)
+    end = END
 
     # Nine days (what forecasts and calibration read), not the whole history loaded: a fit
     # reads its own window from the source.
@@ -27,13 +42,8 @@ def test_loaded_history_keeps_nine_days_and_no_forecast_record() -> None:
 
 
 def test_a_repeated_sample_keeps_the_forecast_and_a_new_one_replaces_it() -> None:
-    settings = ForecastSettings(
-        step_s=60.0, lead_s=360.0, unit_capacity=50.0, shortfall_target=0.01
-    )
-    daemon = TargetForecaster(settings)
-    end = 1_767_571_200.0
-    times = end - 60.0 * np.arange(3 * 1440 - 1, -1, -1, dtype=np.float64)
-    daemon.load_history(times, np.full(times.size, 100.0))
+    daemon = flat_forecaster(3)
+    end = END
     daemon.observe(end + 60.0, 100.0)
     first, _ = daemon.forecast(end + 60.0)
     built = daemon._cached

@@ -16,8 +16,14 @@ import numpy as np
 import pytest
 
 import daemon.forecasting
-from daemon.forecasting import ForecastSettings, TargetForecaster
+from daemon.forecasting import TargetForecaster
 from daemon.runtime import allocator
+from tests.runtime.test_forecaster_buffers import (
+    END,
+    MINUTE_SETTINGS,
+    flat_forecaster,
+    minute_times,
+)
 
 # In a fresh process (this one's heap is whatever earlier tests left): on a worker thread,
 # 64 KiB scratch arrays (under the daemon's 128 KiB mmap threshold, so from the thread's malloc
@@ -74,12 +80,9 @@ def test_every_fit_trims_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
         return True
 
     monkeypatch.setattr(daemon.forecasting, "trim_heap", counted_trim)
-    settings = ForecastSettings(
-        step_s=60.0, lead_s=360.0, unit_capacity=50.0, shortfall_target=0.01
-    )
-    forecaster = TargetForecaster(settings)
-    end = 1_767_571_200.0
-    times = end - 60.0 * np.arange(3 * 1440 - 1, -1, -1, dtype=np.float64)
+    forecaster = TargetForecaster(MINUTE_SETTINGS)
+    end = END
+    times = minute_times(3)
     demand = 100.0 + 50.0 * np.sin(2 * np.pi * times / 86_400.0)
 
     forecaster.train_on(times, demand, end)
@@ -101,13 +104,8 @@ def test_ticks_trim_the_heap_at_most_once_a_minute(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(allocator, "trim_heap", counted_trim)
     monkeypatch.setattr(allocator, "_clock", lambda: clock[0])
     monkeypatch.setattr(allocator, "_LAST_TRIM", [-float("inf")])
-    settings = ForecastSettings(
-        step_s=60.0, lead_s=360.0, unit_capacity=50.0, shortfall_target=0.01
-    )
-    forecaster = TargetForecaster(settings)
-    end = 1_767_571_200.0
-    times = end - 60.0 * np.arange(3 * 1440 - 1, -1, -1, dtype=np.float64)
-    forecaster.load_history(times, np.full(times.size, 100.0))
+    forecaster = flat_forecaster(3)
+    end = END
 
     for minute in range(1, 4):  # a new value each minute: features rebuilt, churn made
         forecaster.observe(end + 60.0 * minute, 100.0 + minute)

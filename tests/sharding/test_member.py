@@ -39,12 +39,18 @@ async def test_first_epoch_waits_a_lease_duration() -> None:
     assert member.may_write(TARGETS[0])
 
 
-async def test_a_join_waits_and_the_old_owner_stops_when_it_sees_the_epoch() -> None:
+async def b_just_joined() -> tuple[Sim, ShardMember, ShardMember]:
+    """``a`` has led alone past its first wait; ``b`` joined and has stepped, ``a`` not yet."""
     sim = Sim(TARGETS)
     a = sim.add("a")
     await sim.run(LEASE + RETRY)
     b = sim.add("b")
-    await sim.run(0.25)  # b has stepped, a not yet
+    await sim.run(0.25)
+    return sim, a, b
+
+
+async def test_a_join_waits_and_the_old_owner_stops_when_it_sees_the_epoch() -> None:
+    sim, a, b = await b_just_joined()
     moved = sorted(b.owned)
     assert moved, "b took nothing"
     assert all(not b.may_write(t) for t in moved)
@@ -58,11 +64,7 @@ async def test_a_join_waits_and_the_old_owner_stops_when_it_sees_the_epoch() -> 
 async def test_a_skipped_write_says_why_the_gate_was_shut() -> None:
     """The audit's ``skipped`` names the member's reason, not the single instance's "not
     leader": the handoff wait, another owner (named), or the member's own lost freshness."""
-    sim = Sim(TARGETS)
-    a = sim.add("a")
-    await sim.run(LEASE + RETRY)
-    b = sim.add("b")
-    await sim.run(0.25)  # b has stepped, a not yet
+    sim, a, b = await b_just_joined()
     moved = sorted(b.owned)
     kept = sorted(set(TARGETS) - set(moved))
     assert moved and kept
