@@ -17,7 +17,9 @@ is naturally shorter while less history exists) and plain totals since the candi
 
 from __future__ import annotations
 
+import base64
 import math
+from array import array
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -89,6 +91,118 @@ class Board:
     @property
     def mean_billed(self) -> float:
         return self.billed / self.steps if self.steps else math.nan
+
+
+def log_margin(demand: float, ready_units: int, unit_capacity: float) -> float:
+    """How far a step's ready capacity was above its demand, ``log(ready * C / demand)``:
+    negative on a short step; no demand counts as ample room, no capacity as none."""
+    if demand <= 0:
+        return math.inf
+    if ready_units <= 0:
+        return -math.inf
+    return math.log(ready_units * unit_capacity / demand)
+
+
+class MarginHistogram:
+    """A candidate's log margins (:func:`log_margin`) over the scoreboard's window: a histogram
+    whose bins decay exponentially with the window's time constant, so its state is a fixed
+    127 numbers whatever the window (a ring of a week's margins at 1-minute steps would be
+    forty times that, per candidate and target).
+
+    Its ``target`` quantile is how much the candidate's capacity could have been scaled down
+    (or had to be scaled up, when negative) for its short share to be exactly the target: every
+    step's margin moves by the same ``log`` of the factor. Unlike a count of short steps, it
+    uses how close every near miss came, so it separates two policies long before either has
+    been short a handful of times. Decay is applied lazily: each new step is weighted
+    ``exp((now - reference) / window)``, and the bins are rescaled when that weight grows large.
+    """
+
+    LOW = -1.0
+    WIDTH = 0.02
+    BINS = 125
+    """Bins of 2 % over margins from -1 (capacity 37 % of demand) to 1.5 (4.5 times demand),
+    and one below and one above: precise where the quantiles of any shortfall target fall."""
+    _RESCALE_AT = 1e30  # the bins are float32 (max 3e38)
+
+    __slots__ = ("_bins", "_reference")
+
+    def __init__(self) -> None:
+        self._bins = array("f", bytes(4 * (self.BINS + 2)))
+        self._reference: float | None = None
+
+    def add(self, now: float, margin: float, window_s: float) -> None:
+        """One scored step's margin at time ``now``."""
+        if self._reference is None:
+            self._reference = now
+        weight = math.exp(max(0.0, now - self._reference) / window_s)
+        if weight > self._RESCALE_AT:
+            bins = self._bins
+            for slot in range(len(bins)):
+                bins[slot] /= weight
+            self._reference, weight = now, 1.0
+        self._bins[self._slot(margin)] += weight
+
+    def _slot(self, margin: float) -> int:
+        if not margin >= self.LOW:  # below the range, or -inf
+            return 0
+        offset = (margin - self.LOW) / self.WIDTH
+        return self.BINS + 1 if offset >= self.BINS else 1 + int(offset)
+
+    @property
+    def empty(self) -> bool:
+        return not any(self._bins)
+
+    def quantile(self, level: float) -> float | None:
+        """The margin below which ``level`` of the (decayed) steps fall, interpolated within
+        its bin; the range's ends outside it. None before the first step."""
+        total = math.fsum(self._bins)
+        if total <= 0:
+            return None
+        need = level * total
+        seen = 0.0
+        top = self.LOW + self.BINS * self.WIDTH
+        for slot, weight in enumerate(self._bins):
+            if weight <= 0:
+                continue
+            if seen + weight >= need:
+                if slot == 0:
+                    return self.LOW - self.WIDTH
+                if slot == self.BINS + 1:
+                    return top
+                low = self.LOW + (slot - 1) * self.WIDTH
+                return low + self.WIDTH * (need - seen) / weight
+            seen += weight
+        return top
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": self._reference,
+            "bins": base64.b64encode(self._bins.tobytes()).decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> MarginHistogram:
+        """Restore :meth:`to_json`; a snapshot from before margins were kept starts empty."""
+        histogram = cls()
+        if not data:
+            return histogram
+        bins = array("f")
+        bins.frombytes(base64.b64decode(data["bins"]))
+        if len(bins) == len(histogram._bins):
+            histogram._bins = bins
+            histogram._reference = None if data["reference"] is None else float(data["reference"])
+        return histogram
+
+
+def matched_cost(mean_billed: float, margins: MarginHistogram, target: float) -> float:
+    """Cost at matched shortfall: the mean billed units a candidate would have had, had its
+    capacity been scaled by the one factor that makes its short share exactly ``target``
+    (``mean_billed x exp(-q)``, ``q`` the margins' ``target`` quantile). Lower is better;
+    infinite without a scored step."""
+    q = margins.quantile(target)
+    if q is None or not math.isfinite(mean_billed):
+        return math.inf
+    return mean_billed * math.exp(-q)
 
 
 def smoothed_share(short: float, steps: float, target: float) -> float:
@@ -342,6 +456,8 @@ class Candidate:
     board: Board = field(default_factory=Board)
     started: float | None = None
     label: str = ""  # which model (for model candidates), for explanations
+    margins: MarginHistogram = field(default_factory=MarginHistogram)
+    """Its scored steps' margins over the window: what its score is made of."""
 
     def to_json(self, codec: TickCodec) -> dict[str, Any]:
         return {
@@ -352,6 +468,7 @@ class Candidate:
             "tuner": None if self.tuner is None else self.tuner.to_json(),
             "tick_state": codec[0](self.tick_state),
             "board": asdict(self.board),
+            "margins": self.margins.to_json(),
             "recommendations": [list(r) for r in self.recommendations],
         }
 
@@ -372,6 +489,7 @@ class Candidate:
             tuner=None if data["tuner"] is None else ReactiveTuner.from_json(data["tuner"]),
             tick_state=codec[1](data["tick_state"]),
             recommendations=tuple((float(t), int(n)) for t, n in data["recommendations"]),
+            margins=MarginHistogram.from_json(data.get("margins")),
             board=Board(
                 billed=float(board["billed"]),
                 short=float(board["short"]),

@@ -42,6 +42,8 @@ from daemon.core.candidates import (
     adjusted_cost,
     exchange_rate,
     hpa_stabilisation_s,
+    log_margin,
+    matched_cost,
     smoothed_share,
 )
 from daemon.core.conformal import ConformalSettings, ConformalTracker, grid_index
@@ -319,7 +321,6 @@ class Tournament:
 
     def scoreboard(self) -> tuple[CandidateScore, ...]:
         """Every candidate's score over the window, the active one marked."""
-        frontier = self._frontier()
         rows = []
         for name, candidate in self.candidates.items():
             board = candidate.board
@@ -327,7 +328,7 @@ class Tournament:
                 CandidateScore(
                     name=name,
                     label=candidate.label,
-                    score=self._board_score(board, frontier),
+                    score=self.candidate_score(name),
                     mean_billed=board.mean_billed,
                     short_share=board.short_share,
                     steps=board.steps,
@@ -427,6 +428,12 @@ class Tournament:
             # reactive rule's arms are still settling, and a week-long window would remember
             # that start for a week. The canary's totals count from the start.
             settled = inputs.now - candidate.started >= self.settings.min_evidence_s
+            if settled and inputs.demand is not None:
+                candidate.margins.add(
+                    inputs.now,
+                    log_margin(inputs.demand, landed.ready, self.planner.unit_capacity),
+                    self.settings.window_s,
+                )
             candidate.board = candidate.board.add(
                 inputs.now,
                 state.landed.total,
@@ -468,8 +475,15 @@ class Tournament:
         share = smoothed_share(short, steps, target)
         return billed / steps * exchange_rate(frontier, share, target)
 
-    def _board_score(self, board: Board, frontier: tuple[list[float], list[float]] | None) -> float:
-        return self._score(board.billed, board.short, board.steps, frontier)
+    def candidate_score(self, name: str) -> float:
+        """A candidate's score over the window: its cost at matched shortfall, from its own
+        margins (:func:`daemon.core.candidates.matched_cost`). Lower is better."""
+        candidate = self.candidates[name]
+        return matched_cost(
+            candidate.board.mean_billed,
+            candidate.margins,
+            self.calibration.shortfall_target,
+        )
 
     def _eligible(self, name: str, now: float) -> bool:
         candidate = self.candidates.get(name)
@@ -506,10 +520,7 @@ class Tournament:
         contenders = [name for name in POLICIES if self._eligible(name, now)]
         if not contenders:
             return events
-        frontier = self._frontier(now)
-        scores = {
-            name: self._board_score(self.candidates[name].board, frontier) for name in contenders
-        }
+        scores = {name: self.candidate_score(name) for name in contenders}
         active_score = scores.get(self.active, math.inf)
         if demote:
             safe = [

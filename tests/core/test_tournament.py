@@ -151,10 +151,25 @@ def test_a_window_without_short_steps_is_not_a_zero_share() -> None:
 # -- acting on the winner ----------------------------------------------------------------
 
 
+def _follower(
+    demand: list[float], seasonal_at: Callable[[int], bool] = lambda _i: True
+) -> Forecasts:
+    """The model asks for a fixed 30 units; seasonal-naive (where ``seasonal_at``) knows the
+    peak of the next lead time, else asks for 90. Neither is ever short on ``_wavy`` demand,
+    but the follower's capacity fits demand's shape: scaled to the target share it costs about
+    the mean demand, the fixed plans their peak."""
+
+    def forecasts(i: int, _d: float) -> dict[str, tuple[float | None, str]]:
+        ahead = max(demand[i + 1 : i + 3], default=demand[-1])
+        return {MODEL: (30.0, "model"), SEASONAL: (ahead if seasonal_at(i) else 90.0, SEASONAL)}
+
+    return forecasts
+
+
 def test_switches_only_after_winning_by_the_margin_for_the_hold_time() -> None:
     tournament = _tournament()
-    # The model asks for 30 units, seasonal-naive for 12: both are never short on 10.
-    results = _run(tournament, [10.0] * 120, _fixed(30.0, 12.0))
+    demand = [_wavy(i) for i in range(120)]
+    results = _run(tournament, demand, _follower(demand))
     switches = [(i, e) for i, r in enumerate(results) for e in r.events]
     assert [e.kind for _, e in switches] == ["switch"]
     at, event = switches[0]
@@ -163,26 +178,39 @@ def test_switches_only_after_winning_by_the_margin_for_the_hold_time() -> None:
     assert (event.from_policy, event.to_policy) == (MODEL, SEASONAL)
     assert "seasonal_naive scored" in event.explanation
     assert [r.active for r in results[:50]] == [MODEL] * 50
-    assert results[-1].tick.decision.desired == 12
+    assert results[-1].tick.decision.desired == math.ceil(demand[-1])
     assert results[-1].tick.decision.reasons[-1] == "policy=seasonal_naive"
 
 
-def test_a_win_below_the_margin_never_switches() -> None:
-    tournament = _tournament(switch_margin=0.05)
-    results = _run(tournament, [10.0] * 120, _fixed(30.0, 29.0))  # 3.3 % cheaper
+def test_the_score_ignores_headroom_that_could_be_cut_at_no_risk() -> None:
+    # On constant demand a plan at 30 units and one at 12 are both never short: scaled to the
+    # target share both would cost the demand's 10 units, so neither wins on spare headroom.
+    tournament = _tournament()
+    results = _run(tournament, [10.0] * 120, _fixed(30.0, 12.0))
     assert all(r.active == MODEL and not r.events for r in results)
+    board = {row.name: row for row in tournament.scoreboard()}
+    assert board[MODEL].mean_billed == pytest.approx(30.0)
+    assert board[MODEL].score == pytest.approx(board[SEASONAL].score, rel=0.02)
+    assert board[MODEL].score == pytest.approx(10.0, rel=0.02)
+
+
+def test_a_win_below_the_margin_never_switches() -> None:
+    # The follower's score is about 0.7 of the fixed plan's: a win, but not by half.
+    tournament = _tournament(switch_margin=0.5)
+    demand = [_wavy(i) for i in range(120)]
+    results = _run(tournament, demand, _follower(demand))
+    assert all(r.active == MODEL and not r.events for r in results)
+    scores = {row.name: row.score for row in tournament.scoreboard()}
+    assert 0.5 < scores[SEASONAL] / scores[MODEL] < 0.95
 
 
 def test_a_lead_that_is_lost_restarts_the_hold() -> None:
     # A short window, so the scores follow the last few minutes.
     tournament = _tournament(window_s=300.0)
-
-    # Seasonal-naive is cheaper for 35 minutes, then dearer, then cheaper again.
-    def forecasts(i: int, _d: float) -> dict[str, tuple[float | None, str]]:
-        seasonal = 12.0 if i < 35 or i >= 60 else 90.0
-        return {MODEL: (30.0, "model"), SEASONAL: (seasonal, SEASONAL)}
-
-    results = _run(tournament, [10.0] * 200, forecasts)
+    demand = [_wavy(i) for i in range(200)]
+    # Seasonal-naive fits demand for 35 minutes, then asks for a fixed 90 units (no better
+    # than the model's fixed 30 at the target share), then fits again.
+    results = _run(tournament, demand, _follower(demand, lambda i: i < 35 or i >= 60))
     first = next(i for i, r in enumerate(results) if r.events)
     # It led from minute 20 (when it became eligible) to about 36, short of the 30 minutes;
     # it lost the lead, and must hold it 30 minutes anew from about minute 61.
