@@ -37,6 +37,7 @@ from typing import Any
 from daemon.core.candidates import (
     Board,
     Candidate,
+    MarginHistogram,
     ReactiveTuner,
     TickCodec,
     adjusted_cost,
@@ -403,6 +404,7 @@ class Tournament:
             # starts afresh, as its calibration does in tick().
             candidate.started = inputs.now
             candidate.board = Board()
+            candidate.margins = MarginHistogram()
         before = replace(state, calibration=with_conformal(state.calibration, offset))
         step_inputs = TickInputs(
             now=inputs.now,
@@ -491,7 +493,8 @@ class Tournament:
             return False
         # After its burn-in, as long again of scored steps.
         settled = now - candidate.started >= 2 * self.settings.min_evidence_s
-        return settled and candidate.board.steps > 0
+        # No margins (a state saved before they were kept): no score yet.
+        return settled and candidate.board.steps > 0 and not candidate.margins.empty
 
     def _too_short(self, board: Board) -> bool:
         """Clearly over the target over the last day: more short steps than the target allows
@@ -617,7 +620,9 @@ class Tournament:
         wins = challenger_score <= champion_score * (1.0 + self.settings.canary_margin)
         if wins and not self._too_short(board):
             old = self.candidates[MODEL]
-            self.candidates[MODEL] = replace(challenger, name=MODEL, started=old.started)
+            self.candidates[MODEL] = replace(
+                challenger, name=MODEL, started=old.started, margins=old.margins
+            )
             # The champion's window record carries on: the new model is scored from here.
             self.candidates[MODEL].board = replace(
                 board,

@@ -281,6 +281,36 @@ def test_a_new_model_that_does_no_worse_is_promoted_after_its_canary() -> None:
     assert "m2" in results[promoted[0]].events[0].explanation
 
 
+def test_a_promoted_model_carries_on_the_champions_window_record() -> None:
+    tournament = _tournament(candidates=(MODEL,), canary_min_s=1800.0, min_evidence_s=300.0)
+    _run(tournament, [10.0] * 30, lambda _i, _d: {MODEL: (20.0, "model")})
+    champion = tournament.candidates[MODEL]
+    before = (champion.board.steps, champion.margins.quantile(TARGET))
+    assert before[0] > 0 and before[1] is not None
+    tournament.new_model(START + 30 * STEP, "m2")
+    # Stepped until the promotion (after which the caller would forecast with the new model).
+    for minutes in range(31, 70):
+        results = _run(
+            tournament,
+            [10.0],
+            lambda _i, _d: {MODEL: (20.0, "model"), "challenger": (12.0, "model")},
+            first=minutes,
+        )
+        if results[0].promoted:
+            break
+    assert results[0].promoted
+    model = tournament.candidates[MODEL]
+    assert model.label == "m2"
+    # Scored from the promotion on, on top of the champion's week: never an empty record,
+    # which would leave the plan's default policy without a score.
+    assert model.board.steps > before[0]
+    # The window holds the champion's margins (20 units on 10: log 2), not the challenger's
+    # canary (12 units: log 1.2), as the board holds the champion's billed units.
+    assert model.margins.quantile(0.01) == pytest.approx(math.log(2.0), abs=0.02)
+    assert model.margins.quantile(0.99) == pytest.approx(math.log(2.0), abs=0.02)
+    assert tournament.candidate_score(MODEL) < math.inf
+
+
 def test_a_new_model_that_loses_is_dropped_and_never_acts() -> None:
     results = _canary(40.0)
     assert not any(r.promoted for r in results)
