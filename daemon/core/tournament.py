@@ -430,7 +430,8 @@ class Tournament:
             # reactive rule's arms are still settling, and a week-long window would remember
             # that start for a week. The canary's totals count from the start.
             settled = inputs.now - candidate.started >= self.settings.min_evidence_s
-            if settled and inputs.demand is not None:
+            in_window = settled or candidate.name == CHALLENGER
+            if in_window and inputs.demand is not None:
                 candidate.margins.add(
                     inputs.now,
                     log_margin(inputs.demand, landed.ready, self.planner.unit_capacity),
@@ -441,7 +442,7 @@ class Tournament:
                 state.landed.total,
                 result.short,
                 self.settings.window_s,
-                in_window=settled or candidate.name == CHALLENGER,
+                in_window=in_window,
                 recent_window_s=self.settings.demote_window_s,
             )
 
