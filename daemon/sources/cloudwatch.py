@@ -23,9 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -38,8 +36,27 @@ from botocore.parsers import ResponseParserError
 
 from daemon.errors import PermanentSourceError, SourceError, TransientSourceError
 from daemon.ratelimit_client import ApiThrottle, Throttled, throttle_for_key
-from daemon.sources.base import MetricQuery, Sample, Series
+from daemon.sources.base import Sample, Series
+from daemon.sources.cloudwatch_specs import (
+    ID_PREFIX,
+    CloudWatchExpression,
+    CloudWatchMetric,
+    CloudWatchQuery,
+    CloudWatchSpec,
+    check_period,
+)
 from daemon.sources.retry import RetryPolicy, retry_transient
+
+# The query specs live apart, free of AWS imports; they are this source's vocabulary too.
+__all__ = [
+    "CloudWatchExpression",
+    "CloudWatchMetric",
+    "CloudWatchQuery",
+    "CloudWatchSource",
+    "CloudWatchSpec",
+    "is_throttling",
+    "map_error",
+]
 
 # GetMetricData takes at most 500 MetricDataQuery entries per call.
 MAX_QUERIES_PER_CALL = 500
@@ -53,9 +70,6 @@ DEFAULT_BURST = 50
 MAX_THROTTLE_WAIT_S = 10.0
 _READ = "read"
 
-# Ids we generate for each query's output; user input ids may not use this prefix.
-_ID_PREFIX = "elasticd_"
-_ID_PATTERN = re.compile(r"^[a-z][a-zA-Z0-9_]*$")
 
 _THROTTLING_CODES = frozenset(
     {
@@ -73,75 +87,6 @@ _EXPIRED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", 
 _TRANSIENT_SERVER_CODES = frozenset(
     {"InternalFailure", "InternalServiceError", "InternalServiceFault", "ServiceUnavailable"}
 )
-
-
-@dataclass(frozen=True)
-class CloudWatchMetric:
-    """One metric statistic: ``stat`` is e.g. ``Average``, ``Sum``, ``Maximum``, ``p99``.
-
-    ``dimensions`` are ``(name, value)`` pairs. ``period_s`` is the aggregation period that
-    ``latest()`` reads; ``history()`` aggregates over its ``step`` instead.
-    """
-
-    namespace: str
-    metric_name: str
-    dimensions: tuple[tuple[str, str], ...] = ()
-    stat: str = "Average"
-    period_s: int = 60
-    unit: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.namespace or not self.metric_name or not self.stat:
-            raise ValueError("namespace, metric_name and stat must not be empty")
-        _check_period(self.period_s)
-
-    def metric_stat(self, period_s: int) -> dict[str, Any]:
-        stat: dict[str, Any] = {
-            "Metric": {
-                "Namespace": self.namespace,
-                "MetricName": self.metric_name,
-                "Dimensions": [{"Name": name, "Value": value} for name, value in self.dimensions],
-            },
-            "Period": period_s,
-            "Stat": self.stat,
-        }
-        if self.unit is not None:
-            stat["Unit"] = self.unit
-        return stat
-
-
-@dataclass(frozen=True)
-class CloudWatchExpression:
-    """A metric-math expression over named inputs, e.g. ``"m1 + m2"`` with inputs m1 and m2.
-
-    ``inputs`` are ``(id, input)`` pairs; ids start with a lowercase letter. An input is a
-    metric, or (a string) an expression over other inputs' ids. Inputs are read at the
-    query's period and sent with ``ReturnData`` false: only the expression comes back.
-    """
-
-    expression: str
-    inputs: tuple[tuple[str, CloudWatchMetric | str], ...]
-    period_s: int = 60
-
-    def __post_init__(self) -> None:
-        if not self.expression:
-            raise ValueError("expression must not be empty")
-        _check_period(self.period_s)
-        ids = [input_id for input_id, _ in self.inputs]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"input ids must be unique, got {ids}")
-        for input_id, item in self.inputs:
-            if not _ID_PATTERN.match(input_id) or input_id.startswith(_ID_PREFIX):
-                raise ValueError(
-                    f"input id {input_id!r} must match [a-z][a-zA-Z0-9_]* and not start "
-                    f"with {_ID_PREFIX!r}"
-                )
-            if isinstance(item, str) and not item:
-                raise ValueError(f"input {input_id!r}: expression must not be empty")
-
-
-CloudWatchSpec = CloudWatchMetric | CloudWatchExpression
-CloudWatchQuery = MetricQuery[CloudWatchSpec]
 
 
 class GetMetricDataClient(Protocol):
@@ -381,22 +326,16 @@ def map_error(error: BaseException) -> SourceError | None:
     return None
 
 
-def _check_period(period_s: int) -> None:
-    # CloudWatch accepts high-resolution periods of 1, 5, 10, 30 s, else multiples of 60.
-    if period_s not in (1, 5, 10, 30) and (period_s <= 0 or period_s % 60 != 0):
-        raise ValueError(f"period must be 1, 5, 10, 30 or a multiple of 60 s, got {period_s}")
-
-
 def _as_period(step: float) -> int:
     period = round(step)
     if not math.isclose(step, period):
         raise ValueError(f"CloudWatch step must be a whole number of seconds, got {step}")
-    _check_period(period)
+    check_period(period)
     return period
 
 
 def _output_id(index: int) -> str:
-    return f"{_ID_PREFIX}{index}"
+    return f"{ID_PREFIX}{index}"
 
 
 def _entries(index: int, query: CloudWatchQuery, period: int) -> list[dict[str, Any]]:

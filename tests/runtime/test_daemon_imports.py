@@ -37,3 +37,22 @@ def test_the_daemon_loads_no_plotting_or_dataframe_library() -> None:
 
     assert "daemon" in loaded and "sklearn" in loaded  # it did import the daemon and its model
     assert loaded.isdisjoint(NOT_FOR_THE_DAEMON), sorted(loaded & set(NOT_FOR_THE_DAEMON))
+
+
+AWS_SDK = ("aioboto3", "aiobotocore", "boto3", "botocore")
+
+
+def test_a_daemon_without_aws_targets_does_not_load_the_aws_sdk() -> None:
+    # Everything a Kubernetes/Prometheus daemon imports to start, read its configuration and
+    # build its targets; the AWS SDK (7 MB resident) comes with the first AWS target only.
+    loaded = loaded_after(
+        "import daemon.commands.run, daemon.runtime.app, daemon.runtime.supervisor, "
+        "daemon.runtime.janitor, daemon.kinds.registry, daemon.sources.prometheus, "
+        "daemon.actuators.kubernetes\n"
+        "from daemon.settings.loader import load_settings\n"
+        "load_settings('config/kubernetes.yaml')"
+    )
+    assert "kubernetes_asyncio" in loaded
+    assert loaded.isdisjoint(AWS_SDK), sorted(loaded & set(AWS_SDK))
+    # ... and a CloudWatch source does bring it.
+    assert set(AWS_SDK) <= loaded_after("import daemon.sources.cloudwatch")
