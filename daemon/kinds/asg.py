@@ -21,7 +21,7 @@ class AsgTarget(TargetBase):
 
 async def build(target: AsgTarget, context: BuildContext) -> Built:
     from daemon.actuators.autoscaling_group import AutoScalingGroupActuator
-    from daemon.actuators.floors import AsgFloorActuator
+    from daemon.actuators.aws_floors import AsgFloorActuator
 
     kind = AsgFloorActuator if target.act_via == "asg-floor" else AutoScalingGroupActuator
     return kind(target.group_name, **context.aws().client_args()), None

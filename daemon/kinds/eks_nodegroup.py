@@ -21,8 +21,8 @@ class EksNodeGroupTarget(TargetBase):
 
 
 async def build(target: EksNodeGroupTarget, context: BuildContext) -> Built:
+    from daemon.actuators.aws_floors import NodegroupFloorActuator
     from daemon.actuators.eks import EksNodegroupActuator
-    from daemon.actuators.floors import NodegroupFloorActuator
 
     kind = NodegroupFloorActuator if target.act_via == "nodegroup-floor" else EksNodegroupActuator
     return kind(target.cluster, target.nodegroup, **context.aws().client_args()), None

@@ -20,8 +20,8 @@ from aiohttp import web
 from botocore.config import Config
 
 from daemon.actuators.autoscaling_group import AutoScalingGroupActuator
+from daemon.actuators.aws_floors import AsgFloorActuator, NodegroupFloorActuator
 from daemon.actuators.eks import EksNodegroupActuator
-from daemon.actuators.floors import AsgFloorActuator, NodegroupFloorActuator
 from daemon.actuators.retry import RetryPolicy
 from daemon.errors import ConflictError, FencedError, ThrottledError, TransientActuatorError
 from tests.actuators.conftest import CallLog

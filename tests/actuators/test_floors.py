@@ -12,13 +12,9 @@ import pytest
 from botocore.config import Config
 from kubernetes_asyncio import client
 
+from daemon.actuators.aws_floors import AsgFloorActuator, NodegroupFloorActuator
 from daemon.actuators.base import Actuator, Capacity, ScaleResult
-from daemon.actuators.floors import (
-    AsgFloorActuator,
-    HpaFloorActuator,
-    NodegroupFloorActuator,
-    find_owning_hpa,
-)
+from daemon.actuators.floors import HpaFloorActuator, find_owning_hpa
 from daemon.actuators.retry import RetryPolicy
 from daemon.errors import ConflictError, FencedError, PermanentActuatorError
 from tests.actuators.conftest import CallLog, deployment, statefulset
