@@ -309,7 +309,10 @@ def daemon_config(
         "state_dir": str(workdir / "state"),
         "log_format": "json",
         "telemetry": {"enabled": True, "host": "127.0.0.1", "port": 0},
-        "training": {"history_window": f"{HISTORY_DAYS}d"},
+        "training": {
+            "history_window": f"{HISTORY_DAYS}d",
+            **({"cadence": f"{args.cadence:g}s"} if args.cadence else {}),
+        },
         "kubernetes": {"kubeconfig": str(kubeconfig), "in_cluster": False},
         "sources": {
             "prom": {
@@ -823,6 +826,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=60.0,
         help="measure anyway this many seconds after every target trained without READY",
+    )
+    parser.add_argument(
+        "--cadence",
+        type=float,
+        default=None,
+        help="retrain every this many seconds (default: the product's 6 h); short enough to "
+        "fall in the window, every target then carries a challenger model on trial, as a "
+        "daemon does after its first retrains",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory and log")
     parser.add_argument(

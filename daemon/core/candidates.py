@@ -10,9 +10,10 @@ lead, decreases at once, pending newest first, the first decision ready at once)
 short when demand exceeds the shadow's ready units, and billed = ready + pending after the
 decision.
 
-The scoreboard keeps exponentially decayed sums (a trailing window of about ``window_s``, which
-is naturally shorter while less history exists) and plain totals since the candidate started
-(for the canary's paired comparison), so its state is a handful of numbers.
+The scoreboard keeps exponentially decayed sums and a decayed histogram of the log margins
+(a trailing window of about ``window_s``, which is naturally shorter while less history
+exists; the score is :func:`matched_cost`), and plain totals since the candidate started (for
+the canary's paired comparison), so its state is a few hundred bytes.
 """
 
 from __future__ import annotations

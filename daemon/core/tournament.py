@@ -13,7 +13,8 @@ state and shadow capacity:
 - ``seasonal_naive``: the daily/weekly profile's rise applied to today's level.
 
 Each is scored on its shadow replay under ``shared/SCORING.md``; the score is the cost at
-matched shortfall (:func:`daemon.core.candidates.adjusted_cost`; ``docs/tournament.md``).
+matched shortfall, from the candidate's own margins (:func:`daemon.core.candidates.matched_cost`;
+``docs/tournament.md``).
 
 The plan acts through one more tick, on the target's real capacity and with its own planner
 state, fed the active candidate's forecast and conformal offset: stabilisation and rate limits
@@ -100,7 +101,8 @@ class TournamentSettings:
     clearly (three standard deviations and two steps) what the target allows there."""
     shortfall_elasticity: float = 0.2
     """How much cheaper a plan gets per doubling of its short share, in log terms (see
-    ``adjusted_cost``): the exchange rate between cost and shortfall in the score."""
+    ``adjusted_cost``): the canary's exchange rate between cost and shortfall where the
+    reactive candidate's frontier is not there to give it."""
     canary_min_s: float = 3 * _HOUR
     """A challenger runs at least this long before it can be promoted."""
     canary_max_s: float = 2 * _DAY
@@ -469,9 +471,10 @@ class Tournament:
         steps: float,
         frontier: tuple[list[float], list[float]] | None,
     ) -> float:
-        """Cost at matched shortfall. The exchange rate between cost and short steps is the
-        target's own, measured by the reactive rule's arms when it runs; otherwise a fixed
-        elasticity (``adjusted_cost``)."""
+        """The canary's cost at matched shortfall, from totals since the challenger began (no
+        margin histogram covers the same hours for both). The exchange rate between cost and
+        short steps is the target's own, measured by the reactive rule's arms when it runs;
+        otherwise a fixed elasticity (``adjusted_cost``)."""
         target = self.calibration.shortfall_target
         if frontier is None or steps <= 0:
             return adjusted_cost(billed, short, steps, target, self.settings.shortfall_elasticity)
