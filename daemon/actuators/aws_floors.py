@@ -4,36 +4,28 @@ the ``minSize`` of an EKS managed node group (``nodegroup-floor``); see
 
 from __future__ import annotations
 
-from typing import ClassVar, Unpack
-
-from daemon.actuators.autoscaling_group import describe_group, healthy_in_service
-from daemon.actuators.aws import AwsOptions
-from daemon.actuators.aws_size import AwsSizeActuator, SizeState, WriteRequest
+from daemon.actuators.autoscaling_group import (
+    AutoScalingGroupActuator,
+    describe_group,
+    healthy_in_service,
+)
+from daemon.actuators.aws_size import SizeState, WriteRequest
 from daemon.actuators.base import Capacity
-from daemon.actuators.eks import describe_scaling
+from daemon.actuators.eks import EksNodegroupActuator, describe_scaling
 from daemon.errors import PermanentActuatorError
 
 __all__ = ["AsgFloorActuator", "NodegroupFloorActuator"]
 
 
-class AsgFloorActuator(AwsSizeActuator):
+class AsgFloorActuator(AutoScalingGroupActuator):
     """Reads and writes ``MinSize`` of one EC2 Auto Scaling group.
 
     ``DesiredCapacity`` is never sent, so Cluster Autoscaler, Karpenter or scaling policies
     keep sizing the group above the floor. When a new MinSize exceeds the group's current
     size, AWS raises DesiredCapacity to it by itself (so does moto, comparing against its
     instance count); lowering MinSize leaves DesiredCapacity for the autoscaler to reduce.
+    It is the group's actuator (client, constructor) reading and writing another field.
     """
-
-    service: ClassVar[str] = "autoscaling"
-
-    def __init__(
-        self,
-        group_name: str,
-        **aws: Unpack[AwsOptions],
-    ) -> None:
-        self.group_name = group_name
-        super().__init__(**aws)
 
     def describe(self) -> str:
         return f"auto scaling group {self.group_name} floor"
@@ -61,24 +53,13 @@ class AsgFloorActuator(AwsSizeActuator):
         )
 
 
-class NodegroupFloorActuator(AwsSizeActuator):
+class NodegroupFloorActuator(EksNodegroupActuator):
     """Reads and writes ``scalingConfig.minSize`` of one EKS managed node group.
 
     EKS refuses a minSize above desiredSize, so a raised floor also raises desiredSize to it
-    (only when below); otherwise desiredSize is left to Cluster Autoscaler or Karpenter.
+    (only when below); otherwise desiredSize is left to Cluster Autoscaler or Karpenter. It is
+    the node group's actuator (client, constructor) reading and writing another field.
     """
-
-    service: ClassVar[str] = "eks"
-
-    def __init__(
-        self,
-        cluster: str,
-        nodegroup: str,
-        **aws: Unpack[AwsOptions],
-    ) -> None:
-        self.cluster = cluster
-        self.nodegroup = nodegroup
-        super().__init__(**aws)
 
     def describe(self) -> str:
         return f"eks nodegroup {self.cluster}/{self.nodegroup} floor"
