@@ -1,7 +1,7 @@
 """Backtest every trace of a folder and print the plan against both baselines.
 
 Usage: python benchmarks/backtest_traces.py [TRACES_DIR] [--targets 0.003,0.01,0.03]
-    [--only NAME]... [--json-out FILE]
+    [--only NAME]... [--json-out FILE] [--scale-down-stabilisation 0s]
 
 TRACES_DIR defaults to ../shared/traces. Replay parameters come from its ``SOURCES.md``
 (``--unit-capacity C --lead-time L --warmup W`` near each file's name) or a ``params.json``
@@ -13,7 +13,9 @@ HPA rules' short steps at the plan's cost fewer than 0.95x the plan's; at 0.01 t
 short steps are at most 1/3 of the HPA rules' and at most 1/1.5 of the EC2-predictive rules' at
 equal cost; the realised short share is within 0.5x-2x of the target on at least 9 of 10 traces.
 Columns ``hpa/plan`` and ``pred/plan`` are the baseline's short steps over the plan's (>= 1: the
-plan is better), ``active %`` each policy's share of the scored time the tournament acted on.
+plan is better), ``90% CI`` an interval for ``hpa/plan`` from the two short-step counts alone
+(``ratio_interval``), ``active %`` each policy's share of the scored time the tournament acted
+on. The plan's scale-down stabilisation is 0 s unless ``--scale-down-stabilisation`` says.
 """
 
 from __future__ import annotations
