@@ -131,11 +131,57 @@ def kube_calls_in_code() -> dict[str, set[str]]:
     return found
 
 
+def _own_service(node: ast.ClassDef) -> str | None:
+    """The ``service`` class attribute a class body assigns itself, if any."""
+    for item in node.body:
+        if isinstance(item, ast.AnnAssign | ast.Assign):
+            targets = [item.target] if isinstance(item, ast.AnnAssign) else item.targets
+            value = item.value
+            if (
+                any(isinstance(t, ast.Name) and t.id == "service" for t in targets)
+                and isinstance(value, ast.Constant)
+                and isinstance(value.value, str)
+            ):
+                return value.value
+    return None
+
+
+@cache
+def _classes() -> dict[str, tuple[str | None, tuple[str, ...]]]:
+    """Every class of ``daemon/`` by name: its own ``service`` and its base classes' names."""
+    classes: dict[str, tuple[str | None, tuple[str, ...]]] = {}
+    for _path, tree in _sources():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                bases = tuple(b.id for b in node.bases if isinstance(b, ast.Name))
+                classes[node.name] = (_own_service(node), bases)
+    return classes
+
+
+def _inherited_service(name: str) -> str | None:
+    """A class's ``service``: its own, else the nearest base class's (the floor actuators
+    reuse their group's actuator and its service)."""
+    own, bases = _classes().get(name, (None, ()))
+    if own is not None:
+        return own
+    for base in bases:
+        found = _inherited_service(base)
+        if found is not None:
+            return found
+    return None
+
+
 def _services_opened(tree: ast.Module) -> set[str]:
     """Services named as the first argument of ``AwsClient(...)`` or ``<x>.client(...)``, or
-    as the ``service`` class attribute of an ``AwsSizeActuator`` subclass."""
+    as the ``service`` class attribute of an ``AwsSizeActuator`` subclass, its own or
+    inherited."""
     services: set[str] = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            inherited = _inherited_service(node.name)
+            if inherited is not None:
+                services.add(inherited)
+            continue
         if isinstance(node, ast.AnnAssign | ast.Assign):
             targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
             named = any(isinstance(t, ast.Name) and t.id == "service" for t in targets)
