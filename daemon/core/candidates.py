@@ -151,7 +151,8 @@ class MarginHistogram:
 
     @property
     def empty(self) -> bool:
-        return not any(self._bins)
+        # Every step sets the reference and adds a positive weight: no reference, no step.
+        return self._reference is None
 
     def quantile(self, level: float) -> float | None:
         """The margin below which ``level`` of the (decayed) steps fall, interpolated within

@@ -450,18 +450,18 @@ class Tournament:
 
     # -- the referee --------------------------------------------------------------------
 
-    def _frontier(self, now: float | None = None) -> tuple[list[float], list[float]] | None:
-        """The target's cost/shortfall frontier, refreshed hourly: it describes weeks of
-        traffic, and rebuilding it every step was a tenth of the replay's time."""
+    def _frontier(self, now: float) -> tuple[list[float], list[float]] | None:
+        """The target's cost/shortfall frontier (the canary's exchange rate), refreshed
+        hourly: it describes weeks of traffic, and rebuilding it every step was a tenth of
+        the replay's time."""
         reactive = self.candidates.get(REACTIVE)
         if reactive is None or reactive.tuner is None:
             return None
         cached = self._frontier_cache
-        if now is not None and cached is not None and now - cached[0] < _FRONTIER_REFRESH_S:
+        if cached is not None and now - cached[0] < _FRONTIER_REFRESH_S:
             return cached[1]
         frontier = reactive.tuner.frontier(self.calibration.shortfall_target)
-        if now is not None:
-            self._frontier_cache = (now, frontier)
+        self._frontier_cache = (now, frontier)
         return frontier
 
     def _score(
