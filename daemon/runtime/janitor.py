@@ -201,7 +201,8 @@ async def idle_pass(
 ) -> list[IdleOutcome]:
     """One check of each rule (all of ``settings.idle_release`` unless ``rules``), each with
     its own clients, closed after it; a rule that cannot be read is one ``failed`` outcome."""
-    if not (settings.idle_release if rules is None else rules):
+    chosen = settings.idle_release if rules is None else rules
+    if not chosen:
         return []
     # The AWS SDK is imported only where a rule needs it: a daemon without AWS targets or
     # rules does not carry it (7 MB resident, 0.2 s of start-up).
@@ -212,7 +213,7 @@ async def idle_pass(
 
     outcomes: list[IdleOutcome] = []
     aws = settings.aws
-    for rule in settings.idle_release if rules is None else rules:
+    for rule in chosen:
         where = f"idle_release.{rule.name}"
         try:
             region = aws_region(aws.region, "aws.region")
